@@ -1,0 +1,48 @@
+"""torch.hub entrypoints, one per registered zoo checkpoint.
+
+    model = torch.hub.load("path/to/zoo", "realpatch_coloured_digits", source="local")
+
+Imports of zoo happen inside the entrypoints, so `torch.hub.list` and `torch.hub.help`
+work before the dependencies are checked. Weights come from the bundled `checkpoints/`
+folder (verified by sha256) or, when absent, from the Hub repo of the registry entry.
+"""
+
+dependencies = ["torch", "huggingface_hub", "safetensors", "PIL", "numpy", "yaml"]
+
+
+def _load(model_id: str, pretrained: bool, kwargs: dict):
+    import zoo
+
+    if pretrained:
+        return zoo.load(model_id, **kwargs)
+    # Same architecture and config as the pretrained checkpoint, randomly initialised.
+    from zoo.hub import ZooModel, read_config
+    from zoo.registry import bundled_checkpoint_dir, get_info
+
+    info = get_info(model_id)
+    import zoo.models  # noqa: F401  (registers the model classes)
+
+    model_cls = ZooModel.model_classes[info.model_class]
+    folder = bundled_checkpoint_dir() / model_id
+    config = read_config(folder) if (folder / "config.json").is_file() else {}
+    return model_cls(**{**model_cls._constructor_kwargs(config, folder), **kwargs}) if config else model_cls(**kwargs)
+
+
+def realpatch_coloured_digits(pretrained: bool = True, **kwargs):
+    """RealPatch classifier on Coloured Digits (small vs large digits, colour as the spurious subgroup).
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("realpatch-coloured-digits", pretrained, kwargs)
+
+
+def erm_coloured_digits(pretrained: bool = True, **kwargs):
+    """ERM baseline classifier on Coloured Digits, the model RealPatch is compared with.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("erm-coloured-digits", pretrained, kwargs)

@@ -1,0 +1,160 @@
+"""Model cards in Hugging Face Hub layout, rendered from card sources and evaluation results.
+
+`render_card(id)` writes `checkpoints/<id>/README.md`: YAML front matter (`library_name`,
+licence, tags, datasets, `pipeline_tag` and a `model-index` built from
+`cards/results/<id>.json`), then the prose of `cards/<id>.md`, a Jinja template that sees the
+registry entry, the results of the checkpoint and of its baseline, and the plots written
+next to the card. Every number in a card comes from a results file; a card whose results
+file is missing says so instead of showing numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from zoo.registry import CheckpointInfo, bundled_checkpoint_dir, get_info, repo_root
+
+__all__ = ["front_matter", "load_results", "render_card"]
+
+METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "worst_group_accuracy": "Worst-group accuracy",
+    "gap": "Group accuracy gap (best - worst)",
+}
+
+
+def load_results(model_id: str) -> dict[str, Any] | None:
+    path = repo_root() / "cards" / "results" / f"{model_id}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def front_matter(info: CheckpointInfo, results: dict[str, Any] | None) -> dict[str, Any]:
+    """Build the card's YAML metadata, with a `model-index` entry per metric of the results file."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    eval_results = []
+    if results:
+        dataset = results["dataset"]
+        for key, name in METRIC_NAMES.items():
+            eval_results.append(
+                EvalResult(
+                    task_type=info.task,
+                    dataset_type=dataset["name"],
+                    dataset_name=f"{dataset['name']} ({dataset['protocol']})",
+                    dataset_config=dataset["protocol"],
+                    dataset_split=dataset["split"],
+                    metric_type=key,
+                    metric_name=name,
+                    metric_value=round(float(results["metrics"][key]), 4),
+                    source_name="zoo eval",
+                )
+            )
+    data = ModelCardData(
+        library_name="zoo",
+        license=info.license,
+        tags=sorted({"zoo", "pytorch_model_hub_mixin", "model_hub_mixin", *info.tags}),
+        datasets=[info.dataset.split("/")[0]],
+        pipeline_tag=info.task,
+        model_name=info.id,
+        eval_results=eval_results or None,
+    )
+    return data.to_dict()
+
+
+def _plot_group_accuracy(path: Path, entries: list[tuple[str, dict[str, Any]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups = list(entries[0][1]["metrics"]["group_accuracy"])
+    width = 0.8 / len(entries)
+    figure, axis = plt.subplots(figsize=(7, 3.2), dpi=120)
+    for offset, (label, results) in enumerate(entries):
+        values = [results["metrics"]["group_accuracy"][g] for g in groups]
+        positions = np.arange(len(groups)) + (offset - (len(entries) - 1) / 2) * width
+        bars = axis.bar(positions, values, width, label=label)
+        axis.bar_label(bars, fmt="%.2f", fontsize=7)
+    axis.set_xticks(np.arange(len(groups)), groups, fontsize=8)
+    axis.set_ylim(0, 1.1)
+    axis.set_ylabel("test accuracy")
+    axis.set_title("Accuracy per (class, colour) group")
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _plot_balance(path: Path, matching: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figure, axes = plt.subplots(1, 2, figsize=(7, 2.8), dpi=120)
+    for axis, key, title in (
+        (axes[0], "smd_bin_counts", "|standardised mean difference|"),
+        (axes[1], "variance_ratio_bin_counts", "variance ratio"),
+    ):
+        bins = list(matching["before"][key])
+        positions = np.arange(len(bins))
+        axis.bar(positions - 0.2, [matching["before"][key][b] for b in bins], 0.4, label="before matching")
+        axis.bar(positions + 0.2, [matching["after"][key][b] for b in bins], 0.4, label="after matching")
+        axis.set_xticks(positions, bins)
+        axis.set_title(title, fontsize=9)
+        axis.set_ylabel("features")
+    axes[0].legend(fontsize=7)
+    figure.suptitle("Covariate balance of the Stage-1 features (training split)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def render_card(model_id: str, output_dir: str | Path | None = None) -> Path:
+    """Render the card of `model_id` and its plots; return the path of the written README.md."""
+    info = get_info(model_id)
+    folder = Path(output_dir) if output_dir else bundled_checkpoint_dir() / model_id
+    folder.mkdir(parents=True, exist_ok=True)
+    source = repo_root() / "cards" / f"{model_id}.md"
+    if not source.is_file():
+        raise FileNotFoundError(f"card source {source} not found; write the card's prose there first")
+
+    results = load_results(model_id)
+    baseline = get_info(info.baseline) if info.baseline else None
+    baseline_results = load_results(info.baseline) if info.baseline else None
+
+    plots: dict[str, str] = {}
+    assets = folder / "assets"
+    if results:
+        assets.mkdir(exist_ok=True)
+        entries = [(info.method, results)]
+        if baseline is not None and baseline_results:
+            entries.append((baseline.method, baseline_results))
+        entries.sort(key=lambda entry: entry[0] != "ERM")
+        _plot_group_accuracy(assets / "group_accuracy.png", entries)
+        plots["group_accuracy"] = "assets/group_accuracy.png"
+        if "matching" in results:
+            _plot_balance(assets / "balance.png", results["matching"])
+            plots["balance"] = "assets/balance.png"
+
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    environment.filters["pct"] = lambda value: f"{100 * float(value):.1f}"
+    body = environment.from_string(source.read_text()).render(
+        info=info,
+        results=results,
+        baseline=baseline,
+        baseline_results=baseline_results,
+        plots=plots,
+        paper=info.paper,
+    )
+    metadata = yaml.safe_dump(front_matter(info, results), sort_keys=False, allow_unicode=True)
+    path = folder / "README.md"
+    path.write_text(f"---\n{metadata}---\n\n{body.strip()}\n")
+    return path

@@ -1,0 +1,254 @@
+"""The `zoo` command line: list, inspect, run, evaluate, document, train, publish and demo checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+logger = logging.getLogger("zoo")
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=None, sort_keys=False))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import zoo
+
+    rows = [zoo.info(model_id) for model_id in zoo.list_models()]
+    if args.json:
+        _print_json([{k: row[k] for k in ("id", "method", "dataset", "task", "bundled", "hub_repo")} for row in rows])
+        return 0
+    width = max(len(row["id"]) for row in rows)
+    print(f"{'id':<{width}}  {'method':<10}  {'dataset':<26}  bundled")
+    for row in rows:
+        print(f"{row['id']:<{width}}  {row['method']:<10}  {row['dataset']:<26}  {'yes' if row['bundled'] else 'no'}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import zoo
+
+    print(json.dumps(zoo.info(args.id), indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import zoo
+    from zoo.data.images import ImageInputError, expand_image_paths
+
+    model = zoo.load(args.id, revision=args.revision)
+    failures = 0
+    try:
+        paths = expand_image_paths(args.inputs)
+    except ImageInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for path in paths:
+        try:
+            result = model.predict(str(path))
+        except ImageInputError as error:
+            failures += 1
+            print(f"error: {error}", file=sys.stderr)
+            continue
+        _print_json({"input": str(path), **result})
+    return 1 if failures else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from zoo.evaluation import evaluate
+
+    command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
+    results = evaluate(args.id, split=args.split, seeds=args.seed, runs_dir=args.runs_dir, output=args.output, command=command)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from zoo.cards import render_card
+
+    path = render_card(args.id, output_dir=args.output_dir)
+    print(path)
+    return 0
+
+
+def training_command(model_id: str, *, seed: int | None, output_dir: str | None, resume: bool, epochs: int | None, processes: int) -> list[str]:
+    """Build the command line that trains `model_id` with its registered script and config."""
+    from zoo.registry import get_info, repo_root
+
+    info = get_info(model_id)
+    root = repo_root()
+    script, config = root / info.train_script, root / info.train_config
+    for path in (script, config):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: training needs a source checkout of zoo (git clone), not only the installed package"
+            )
+    if processes > 1:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    else:
+        command = [sys.executable, str(script)]
+    command += ["--config", str(config)]
+    if seed is not None:
+        command += ["--seed", str(seed)]
+    if output_dir:
+        command += ["--output-dir", output_dir]
+    if resume:
+        command.append("--resume")
+    if epochs is not None:
+        command += ["--epochs", str(epochs)]
+    return command
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    command = training_command(
+        args.id, seed=args.seed, output_dir=args.output_dir, resume=args.resume, epochs=args.epochs, processes=args.processes
+    )
+    print("running: " + " ".join(shlex.quote(c) for c in command), file=sys.stderr)
+    if args.dry_run:
+        return 0
+    return subprocess.call(command)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from zoo.hub import hub_is_offline, is_repo_id
+    from zoo.registry import bundled_checkpoint_dir, get_info
+
+    get_info(args.id)
+    folder = Path(args.folder) if args.folder else bundled_checkpoint_dir() / args.id
+    if not is_repo_id(args.repo_id):
+        print(f"error: --repo-id must have the form ORG/NAME, got {args.repo_id!r}", file=sys.stderr)
+        return 2
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        print(f"error: {folder} is not a checkpoint folder (needs config.json and model.safetensors)", file=sys.stderr)
+        return 2
+    if hub_is_offline():
+        print(
+            f"error: cannot push {args.id} to {args.repo_id}: Hub access is disabled (HF_HUB_OFFLINE=1). "
+            "Unset HF_HUB_OFFLINE on a machine with network access and run the command again; nothing was uploaded.",
+            file=sys.stderr,
+        )
+        return 2
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(token=args.token)
+    try:
+        api.create_repo(args.repo_id, repo_type="model", private=args.private, exist_ok=True)
+        commit = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=args.repo_id,
+            repo_type="model",
+            revision=args.branch,
+            commit_message=args.message or f"Upload {args.id} from zoo",
+        )
+    except (HfHubHTTPError, OSError) as error:
+        print(f"error: upload of {folder} to {args.repo_id} failed: {error}", file=sys.stderr)
+        return 1
+    print(commit.commit_url if hasattr(commit, "commit_url") else commit)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from zoo.registry import repo_root
+
+    app = repo_root() / "spaces" / "app.py"
+    if not app.is_file():
+        print(f"error: {app} not found; the demo needs a source checkout of zoo", file=sys.stderr)
+        return 2
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    return subprocess.call([sys.executable, str(app), "--host", args.host, "--port", str(args.port)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description="Pretrained research models behind one API.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub = commands.add_parser("list", help="list registered checkpoints")
+    sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub.set_defaults(func=cmd_list)
+
+    sub = commands.add_parser("info", help="show the registry entry of a checkpoint")
+    sub.add_argument("id")
+    sub.set_defaults(func=cmd_info)
+
+    sub = commands.add_parser("predict", help="run a checkpoint on input files or folders (one JSON line per input)")
+    sub.add_argument("id", help="registered id, checkpoint folder or Hub repo id")
+    sub.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    sub.add_argument("--revision", help="Hub revision")
+    sub.set_defaults(func=cmd_predict)
+
+    sub = commands.add_parser("eval", help="evaluate a checkpoint and write cards/results/ID.json")
+    sub.add_argument("id")
+    sub.add_argument("--split", default="test", help="labelled split to score (default: test)")
+    sub.add_argument(
+        "--seed", type=int, action="append",
+        help="training seed to score; repeat for several (default: the bundled checkpoint's seed). "
+        "Other seeds are read from RUNS_DIR/ID/seed-N, written by `zoo train ID --seed N`",
+    )
+    sub.add_argument("--runs-dir", default="runs", help="folder of retrained seeds (default: runs)")
+    sub.add_argument("--output", help="results file (default: cards/results/ID.json)")
+    sub.set_defaults(func=cmd_eval)
+
+    sub = commands.add_parser("card", help="render checkpoints/ID/README.md from the card source and results")
+    sub.add_argument("id")
+    sub.add_argument("--output-dir", help="write the card here instead of the bundled checkpoint folder")
+    sub.set_defaults(func=cmd_card)
+
+    sub = commands.add_parser("train", help="train a checkpoint with its registered script and config")
+    sub.add_argument("id")
+    sub.add_argument("--seed", type=int, help="training seed (default: the config's)")
+    sub.add_argument("--output-dir", help="output folder (default: runs/ID/seed-N)")
+    sub.add_argument("--resume", action="store_true", help="continue from the last saved training state")
+    sub.add_argument("--epochs", type=int, help="epochs of the final stage (for quick runs)")
+    sub.add_argument("--processes", type=int, default=1, help="CPU processes to train with through accelerate (default: 1)")
+    sub.add_argument("--dry-run", action="store_true", help="print the command without running it")
+    sub.set_defaults(func=cmd_train)
+
+    sub = commands.add_parser("push", help="upload a checkpoint folder to the Hugging Face Hub")
+    sub.add_argument("id")
+    sub.add_argument("--repo-id", required=True, help="target Hub repo, ORG/NAME")
+    sub.add_argument("--folder", help="checkpoint folder (default: the bundled one)")
+    sub.add_argument("--branch", help="target branch (default: main)")
+    sub.add_argument("--message", help="commit message")
+    sub.add_argument("--private", action="store_true", help="create the repo as private")
+    sub.add_argument("--token", help="Hub token (default: the logged-in one)")
+    sub.set_defaults(func=cmd_push)
+
+    sub = commands.add_parser("demo", help="serve the web demo of all methods")
+    sub.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    sub.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    sub.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from zoo.data.images import ImageInputError
+    from zoo.evaluation import EvaluationError
+    from zoo.hub import CheckpointError
+    from zoo.registry import UnknownModelError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (UnknownModelError, CheckpointError, EvaluationError, ImageInputError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Evaluation of registered checkpoints on their datasets, written to `cards/results/<id>.json`.
+
+The dataset is rebuilt from the `data` entry of the checkpoint's config (name, protocol and
+seed), so a checkpoint is always scored on the split it was never trained on. Several
+training seeds can be scored in one run: the bundled checkpoint stands for its own seed,
+and other seeds are read from `<runs_dir>/<id>/seed-<seed>`, where `zoo train ID --seed N`
+writes them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import platform
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.hub import WEIGHTS_NAME, ZooModel, sha256_of_file
+
+__all__ = ["DATASET_BUILDERS", "EvaluationError", "build_dataset", "evaluate", "evaluate_model", "results_path"]
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_KEYS = ("accuracy", "worst_group_accuracy", "gap")
+
+
+class EvaluationError(RuntimeError):
+    """An evaluation that cannot run as requested."""
+
+
+def _build_coloured_digits(data: dict[str, Any]):
+    from zoo.data.coloured_digits import build_coloured_digits
+
+    overrides = dict(data.get("overrides") or {})
+    for key in ("colour_mixing", "classes"):
+        if isinstance(overrides.get(key), list):
+            overrides[key] = tuple(tuple(v) if isinstance(v, list) else v for v in overrides[key])
+    return build_coloured_digits(data.get("protocol", "spurious"), seed=int(data.get("seed", 0)), **overrides)
+
+
+DATASET_BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {"coloured-digits": _build_coloured_digits}
+
+
+def build_dataset(data: dict[str, Any]):
+    """Build the `DatasetDict` a checkpoint's `data` config describes."""
+    name = data.get("name")
+    if name not in DATASET_BUILDERS:
+        raise EvaluationError(f"no dataset builder for {name!r}; known datasets: {sorted(DATASET_BUILDERS)}")
+    return DATASET_BUILDERS[name](data)
+
+
+def results_path(model_id: str) -> Path:
+    from zoo.registry import repo_root
+
+    return repo_root() / "cards" / "results" / f"{model_id}.json"
+
+
+@torch.no_grad()
+def evaluate_model(model: ZooModel, dataset, split: str = "test", batch_size: int = 256) -> dict[str, Any]:
+    """Score a classifier on one labelled split: overall, per-group and worst-group accuracy."""
+    from zoo.data.coloured_digits import config_of, group_name
+    from zoo.data.tensors import split_to_tensors
+    from zoo.metrics import group_metrics
+
+    if split not in dataset:
+        raise EvaluationError(f"split {split!r} not in the dataset; available splits: {sorted(dataset)}")
+    if not all(dataset[split]["labelled"][:1]):
+        raise EvaluationError(f"split {split!r} is unlabelled; choose a labelled split")
+    config = config_of(dataset)
+    images, labels, subgroups = split_to_tensors(dataset[split], model.preprocessing)
+    model.eval()
+    predictions = torch.cat([model(chunk).argmax(-1) for chunk in images.split(batch_size)])
+    num_subgroups = config.num_subgroups
+    names = [group_name(g // num_subgroups, g % num_subgroups, config) for g in range(config.num_classes * num_subgroups)]
+    return group_metrics(predictions.numpy(), labels.numpy(), (labels * num_subgroups + subgroups).numpy(), names)
+
+
+def _versions() -> dict[str, str]:
+    import datasets
+    import huggingface_hub
+
+    import zoo
+
+    return {
+        "zoo": zoo.__version__,
+        "torch": torch.__version__,
+        "datasets": datasets.__version__,
+        "huggingface_hub": huggingface_hub.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _checkpoint_for_seed(model_id: str, seed: int, bundled_seed: int, runs_dir: Path) -> Path | str:
+    if seed == bundled_seed:
+        return model_id
+    folder = runs_dir / model_id / f"seed-{seed}"
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise EvaluationError(
+            f"no checkpoint of {model_id} for training seed {seed} in {folder}. "
+            f"Train it with `zoo train {model_id} --seed {seed}`, or drop --seed {seed}."
+        )
+    return folder
+
+
+def evaluate(
+    model_id: str,
+    *,
+    split: str = "test",
+    seeds: Sequence[int] | None = None,
+    runs_dir: str | Path = "runs",
+    output: str | Path | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a registered checkpoint (and optionally retrained seeds) and write the results file.
+
+    Args:
+        model_id: registered id.
+        split: labelled split to score.
+        seeds: training seeds to score; default: only the bundled checkpoint's seed.
+        runs_dir: folder holding `<id>/seed-<seed>` checkpoints of other seeds.
+        output: results file (default `cards/results/<id>.json`); None or "" keeps the default.
+        command: the command line recorded in the results.
+    """
+    import zoo
+    from zoo.registry import get_info
+
+    info = get_info(model_id)
+    bundled = zoo.load(model_id)
+    bundled_seed = int((bundled.config.get("training") or {}).get("seed", 0))
+    seeds = list(dict.fromkeys(seeds)) if seeds else [bundled_seed]
+    data = bundled.config.get("data")
+    if not data:
+        raise EvaluationError(f"{model_id} has no 'data' entry in its config, so its evaluation data is unknown")
+    dataset = build_dataset(data)
+
+    per_seed: dict[str, Any] = {}
+    for seed in seeds:
+        source = _checkpoint_for_seed(model_id, seed, bundled_seed, Path(runs_dir))
+        model = bundled if source == model_id else zoo.load(source)
+        weights = _bundled_weights(model_id) if source == model_id else Path(source) / WEIGHTS_NAME
+        logger.info("evaluating %s seed %d on %s", model_id, seed, split)
+        per_seed[str(seed)] = {
+            "checkpoint": str(source),
+            "sha256": sha256_of_file(weights) if weights.is_file() else None,
+            "metrics": evaluate_model(model, dataset, split),
+        }
+
+    summary = {}
+    for key in SUMMARY_KEYS:
+        values = [entry["metrics"][key] for entry in per_seed.values()]
+        summary[key] = {
+            "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values),
+        }
+
+    results: dict[str, Any] = {
+        "model_id": model_id,
+        "method": info.method,
+        "dataset": {"name": data.get("name"), "protocol": data.get("protocol"), "data_seed": data.get("seed"), "split": split},
+        "metrics": per_seed[str(seeds[0])]["metrics"],
+        "seeds": per_seed,
+        "summary": summary,
+        "versions": _versions(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command or f"zoo eval {model_id} --split {split} " + " ".join(f"--seed {s}" for s in seeds),
+    }
+    extras = getattr(bundled, "evaluation_extras", None)
+    if callable(extras):
+        results.update(extras(dataset))
+
+    path = Path(output) if output else results_path(model_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    return results
+
+
+def _bundled_weights(model_id: str) -> Path:
+    from zoo.registry import bundled_checkpoint_dir
+
+    return bundled_checkpoint_dir() / model_id / WEIGHTS_NAME

@@ -1,0 +1,5 @@
+"""Building blocks shared by the model families."""
+
+from zoo.nn.convnet import ConvEncoder
+
+__all__ = ["ConvEncoder"]

@@ -1,0 +1,196 @@
+"""The registry of pretrained checkpoints: one entry per set of weights.
+
+An entry says which class rebuilds the weights, where they live (bundled folder and Hub
+repo), how to check them (sha256 of `model.safetensors`), how they were trained (script and
+config), what they were evaluated on, and which paper the method comes from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "CheckpointInfo",
+    "Paper",
+    "REGISTRY",
+    "UnknownModelError",
+    "bundled_checkpoint_dir",
+    "get_info",
+    "list_ids",
+    "repo_root",
+]
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Bibliographic record of the paper a method comes from."""
+
+    title: str
+    authors: str
+    venue: str
+    year: int
+    url: str
+    bibtex: str
+    code_url: str | None = None
+    code_license: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A registered checkpoint.
+
+    Args:
+        id: short id, `<method>-<data>`; the torch.hub entrypoint is the id with `_` for `-`.
+        model_class: class name stored in `config.json`.
+        hub_repo: Hub repo id the weights are published under.
+        revision: Hub revision the bundled folder corresponds to.
+        sha256: sha256 of the bundled `model.safetensors`.
+        method: method name as the paper spells it.
+        summary: one sentence on what the checkpoint is.
+        task: Hub `pipeline_tag`.
+        dataset: dataset name and protocol the weights were trained and evaluated on.
+        train_script: training script, relative to the repository root.
+        train_config: training config, relative to the repository root.
+        baseline: id of the checkpoint this one is compared with in its card.
+        paper: the method's paper, if it has one.
+        license: licence of the weights.
+        tags: extra Hub tags.
+    """
+
+    id: str
+    model_class: str
+    hub_repo: str
+    sha256: str
+    method: str
+    summary: str
+    task: str
+    dataset: str
+    train_script: str
+    train_config: str
+    revision: str = "main"
+    baseline: str | None = None
+    paper: Paper | None = None
+    license: str = "apache-2.0"
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def hub_entrypoint(self) -> str:
+        return self.id.replace("-", "_")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class UnknownModelError(KeyError):
+    """A model id that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+REALPATCH_PAPER = Paper(
+    title="RealPatch: A Statistical Matching Framework for Model Patching with Real Samples",
+    authors="Sara Romiti, Christopher Inskip, Viktoriia Sharmanska, Novi Quadrianto",
+    venue="European Conference on Computer Vision (ECCV)",
+    year=2022,
+    url="https://arxiv.org/abs/2208.02192",
+    code_url="https://github.com/wearepal/RealPatch",
+    code_license="not stated in the repository",
+    bibtex="""@inproceedings{romiti2022realpatch,
+  title     = {RealPatch: A Statistical Matching Framework for Model Patching with Real Samples},
+  author    = {Romiti, Sara and Inskip, Christopher and Sharmanska, Viktoriia and Quadrianto, Novi},
+  booktitle = {European Conference on Computer Vision (ECCV)},
+  year      = {2022}
+}""",
+)
+
+GROUP_DRO_PAPER = Paper(
+    title=(
+        "Distributionally Robust Neural Networks for Group Shifts: On the Importance of Regularization "
+        "for Worst-Case Generalization"
+    ),
+    authors="Shiori Sagawa, Pang Wei Koh, Tatsunori B. Hashimoto, Percy Liang",
+    venue="International Conference on Learning Representations (ICLR)",
+    year=2020,
+    url="https://arxiv.org/abs/1911.08731",
+    bibtex="""@inproceedings{sagawa2020distributionally,
+  title     = {Distributionally Robust Neural Networks for Group Shifts: On the Importance of
+               Regularization for Worst-Case Generalization},
+  author    = {Sagawa, Shiori and Koh, Pang Wei and Hashimoto, Tatsunori B. and Liang, Percy},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2020}
+}""",
+)
+
+_ENTRIES = [
+    CheckpointInfo(
+        id="realpatch-coloured-digits",
+        model_class="RealPatch",
+        hub_repo="zoo-models/realpatch-coloured-digits",
+        sha256="0" * 64,
+        method="RealPatch",
+        summary=(
+            "Small CNN patched by RealPatch (propensity-score matching across colours, then a group-robust "
+            "objective with a prediction-consistency term) on Coloured Digits with a 95% class-colour correlation."
+        ),
+        task="image-classification",
+        dataset="coloured-digits/spurious",
+        train_script="training/train_realpatch.py",
+        train_config="training/configs/realpatch-coloured-digits.yaml",
+        baseline="erm-coloured-digits",
+        paper=REALPATCH_PAPER,
+        tags=("robustness", "spurious-correlation", "statistical-matching"),
+    ),
+    CheckpointInfo(
+        id="erm-coloured-digits",
+        model_class="ImageClassifier",
+        hub_repo="zoo-models/erm-coloured-digits",
+        sha256="0" * 64,
+        method="ERM",
+        summary=(
+            "The same small CNN trained by plain empirical risk minimisation on Coloured Digits "
+            "(the baseline RealPatch is compared with)."
+        ),
+        task="image-classification",
+        dataset="coloured-digits/spurious",
+        train_script="training/train_realpatch.py",
+        train_config="training/configs/erm-coloured-digits.yaml",
+        baseline="realpatch-coloured-digits",
+        paper=GROUP_DRO_PAPER,
+        tags=("robustness", "spurious-correlation", "baseline"),
+    ),
+]
+
+REGISTRY: dict[str, CheckpointInfo] = {entry.id: entry for entry in _ENTRIES}
+
+
+def list_ids() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_info(model_id: str) -> CheckpointInfo:
+    """Return the registry entry of `model_id`, or raise `UnknownModelError` naming close ids."""
+    if model_id in REGISTRY:
+        return REGISTRY[model_id]
+    close = difflib.get_close_matches(model_id, list(REGISTRY), n=3, cutoff=0.4)
+    if not close:
+        close = [known for known in REGISTRY if known.split("-")[0] in model_id or model_id in known][:3]
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownModelError(
+        f"unknown model id {model_id!r}.{hint} Run `zoo list` for all ids; a Hub repo id needs the form 'org/name'."
+    )
+
+
+def repo_root() -> Path:
+    """Root of the source checkout zoo runs from (holds `checkpoints/`, `cards/`, `training/`)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def bundled_checkpoint_dir() -> Path:
+    """Folder of bundled checkpoints: `$ZOO_CHECKPOINT_DIR`, else `checkpoints/` of the checkout."""
+    override = os.environ.get("ZOO_CHECKPOINT_DIR")
+    return Path(override) if override else repo_root() / "checkpoints"
