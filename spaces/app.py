@@ -70,8 +70,9 @@ def build_app(**sources: str):
 def launch(app, *, host: str = "127.0.0.1", port: int = 7860, **kwargs):
     """Serve `app` with the settings every zoo demo needs; returns what `gr.Blocks.launch` returns.
 
-    Server-side rendering is off because it needs Node.js, uploads are capped at 10 MB, and
-    each tab module's `CSS` is applied. Extra keywords go to `gr.Blocks.launch`.
+    Server-side rendering is off because Gradio 6.31 needs Node.js 24+ for it. Uploads are
+    capped at 10 MB, and each tab module's `CSS` is applied. Extra keywords go to
+    `gr.Blocks.launch`.
     """
     css = "\n".join(getattr(importlib.import_module(tab.module), "CSS", "") for tab in TABS)
     settings = {"ssr_mode": False, "max_file_size": "10mb", "css": css, **kwargs}
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     # The demos run offline, so they send none.
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Gradio checks its own server through httpx at startup, which would log every request.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = build_app(**dict(args.source))
     logger.info("serving %d demo tab(s) on http://%s:%d", len(TABS), args.host, args.port)
     launch(app, host=args.host, port=args.port)

@@ -150,8 +150,10 @@ def test_example_rejects_bad_index(index):
 # Comparison ----------------------------------------------------------------------------------
 
 
-def test_compare_on_real_digit(resources, digit_image):
+def test_compare_on_real_digit(resources, digit_image, no_network):
     recoloured, erm, realpatch, pair, details = realpatch_app.compare(digit_image, "red", resources)
+
+    assert no_network == []
 
     assert recoloured.size == digit_image.size
     assert np.asarray(recoloured)[..., 0].max() > np.asarray(recoloured)[..., 1].max()
@@ -216,6 +218,16 @@ def test_load_resources_is_cached(checkpoints, resources):
 
     assert again is resources
     assert len(resources.train_images) == len(realpatch_app.load_dataset()["train"])
+
+
+def test_load_resources_checks_registered_ids(bundled_checkpoints, monkeypatch):
+    # An empty cache keeps these tiny bundled models from serving later tests that use the ids.
+    monkeypatch.setattr(realpatch_app, "_resources", {})
+
+    # The shared tiny RealPatch checkpoint keeps the default subgroup names "0" and "1", so it
+    # loads by id and then fails the colour check.
+    with pytest.raises(gr.Error, match="'realpatch-coloured-digits' has subgroups \\['0', '1'\\]"):
+        realpatch_app.load_resources(realpatch_app.DEFAULT_REALPATCH, realpatch_app.DEFAULT_ERM)
 
 
 def test_load_resources_rejects_missing_folder(tmp_path, checkpoints):

@@ -137,6 +137,20 @@ def selection_score(metrics: dict[str, Any], selection: str) -> float:
     raise SystemExit(f"error: training.selection must be 'worst_group' or 'average', got {selection!r}")
 
 
+def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Translate each image by up to `max_shift` pixels in x and y, filling with the border value (background)."""
+    if max_shift <= 0:
+        return images
+    batch, _, height, width = images.shape
+    shifts = torch.randint(-max_shift, max_shift + 1, (batch, 2), device=images.device).float()
+    theta = torch.zeros(batch, 2, 3, device=images.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 2] = 2 * shifts[:, 0] / width
+    theta[:, 1, 2] = 2 * shifts[:, 1] / height
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="nearest", padding_mode="border", align_corners=False)
+
+
 def train_stage(
     new_accelerator,
     model: torch.nn.Module,
@@ -198,7 +212,7 @@ def train_stage(
                     batch_groups = torch.cat([groups, partner_groups])
                 else:
                     batch_images, batch_labels, batch_groups = images, labels, groups
-                logits = model(batch_images)
+                logits = model(random_shift(batch_images, int(settings.get("max_shift", 0))))
                 losses = F.cross_entropy(logits, batch_labels, reduction="none")
                 if objective == "group_dro":
                     loss = progress.dro.loss(losses, batch_groups, reduce=reduce_sum)

@@ -82,7 +82,8 @@ def load(
                     )
             return ZooModel.from_pretrained(folder, **hub_kwargs)
         return ZooModel.from_pretrained(entry.hub_repo, revision=revision or entry.revision, **hub_kwargs)
-    if is_repo_id(path):
+    if os.path.exists(path) or is_repo_id(path):
+        # An existing file is rejected by from_pretrained with "expected a checkpoint folder".
         return ZooModel.from_pretrained(path, revision=revision, **hub_kwargs)
     get_info(path)  # raises UnknownModelError naming close ids
     raise AssertionError("unreachable")

@@ -128,10 +128,16 @@ def _resolve_hub_files(
             )
         except LocalEntryNotFoundError as error:
             where = f"revision {revision!r}" if revision else "the default revision"
+            # huggingface_hub raises this error both in offline mode and when the Hub cannot be reached.
+            reason = (
+                "Hub access is disabled (HF_HUB_OFFLINE=1 or local_files_only=True)"
+                if offline
+                else f"the Hub could not be reached ({error.__cause__ or error})"
+            )
             raise CheckpointError(
                 f"{filename} of Hub repo {repo_id!r} ({where}) is not in the local Hub cache"
                 + (f" {cache_dir}" if cache_dir else "")
-                + ", and Hub access is disabled (HF_HUB_OFFLINE=1 or local_files_only=True). "
+                + f", and {reason}. "
                 "Download it once while online, copy the folder and load it by path, or pass a bundled id "
                 "(see `zoo list`)."
             ) from error
@@ -278,7 +284,7 @@ class ZooModel(
             )
         if not issubclass(model_cls, cls):
             raise CheckpointError(
-                f"{folder / CONFIG_NAME} is a {class_name} checkpoint, not a {cls.__name__}. "
+                f"{folder / CONFIG_NAME} describes a {class_name} checkpoint, not a {cls.__name__}. "
                 f"Load it with {class_name}.from_pretrained or zoo.load."
             )
         return model_cls

@@ -31,7 +31,7 @@ from zoo.data.coloured_digits import COLOURS, PROTOCOLS, build_coloured_digits
 from zoo.data.images import ImageInputError, ImageLike, to_pil
 from zoo.data.tensors import split_to_tensors
 from zoo.models.classifier import ImageClassifier
-from zoo.models.realpatch import RealPatch
+from zoo.models.realpatch import MatchingCandidates, RealPatch
 
 __all__ = [
     "COLOUR_CHOICES",
@@ -96,6 +96,7 @@ class Resources:
     train_images: torch.Tensor
     train_labels: torch.Tensor
     train_subgroups: torch.Tensor
+    candidates: MatchingCandidates
 
     @property
     def label_names(self) -> list[str]:
@@ -103,7 +104,6 @@ class Resources:
 
     def group_name(self, label: int, subgroup: int) -> str:
         return f"{self.label_names[label]}, {self.realpatch.subgroup_names[subgroup]}"
-
 
 
 _resources: dict[tuple[str, str], Resources] = {}
@@ -125,7 +125,8 @@ def _check_data_config(model: ImageClassifier, source: str) -> None:
     if recorded != (DATA_NAME, DATA_PROTOCOL, DATA_SEED):
         raise gr.Error(
             f"checkpoint {source!r} was trained on {recorded[0]} protocol {recorded[1]!r} with data seed "
-            f"{recorded[2]}, but this Space shows {DATA_NAME} protocol {DATA_PROTOCOL!r} with data seed {DATA_SEED}"
+            f"{recorded[2]}, but this Space shows {DATA_NAME} protocol {DATA_PROTOCOL!r} with data seed "
+            f"{DATA_SEED}. Pass a checkpoint trained on that data."
         )
 
 
@@ -144,15 +145,18 @@ def load_resources(realpatch: str, erm: str) -> Resources:
         erm_model = _load_model(key[1], "ERM")
         if not isinstance(realpatch_model, RealPatch):
             raise gr.Error(
-                f"{key[0]!r} is a {type(realpatch_model).__name__} checkpoint; the RealPatch side needs a "
-                "RealPatch checkpoint, which carries the Stage-1 matching model"
+                f"{key[0]!r} is a {type(realpatch_model).__name__} checkpoint, but the RealPatch model needs a "
+                "RealPatch checkpoint, which contains the Stage-1 matching model. Pass one as `realpatch`."
             )
         if not isinstance(erm_model, ImageClassifier):
-            raise gr.Error(f"{key[1]!r} is a {type(erm_model).__name__} checkpoint, not an image classifier")
+            raise gr.Error(
+                f"{key[1]!r} is a {type(erm_model).__name__} checkpoint, not an image classifier. "
+                "Pass an ImageClassifier checkpoint as `erm`."
+            )
         if list(realpatch_model.subgroup_names) != COLOUR_CHOICES:
             raise gr.Error(
                 f"checkpoint {key[0]!r} has subgroups {realpatch_model.subgroup_names}, but this Space "
-                f"recolours digits in {COLOUR_CHOICES}"
+                f"recolours digits in {COLOUR_CHOICES}. Pass a checkpoint trained on those colours."
             )
         if erm_model.label_names != realpatch_model.label_names:
             raise gr.Error(
@@ -163,7 +167,8 @@ def load_resources(realpatch: str, erm: str) -> Resources:
         _check_data_config(erm_model, key[1])
 
         images, labels, subgroups = split_to_tensors(load_dataset()["train"], realpatch_model.preprocessing)
-        resources = Resources(realpatch_model, erm_model, images, labels, subgroups)
+        candidates = realpatch_model.matching_candidates(images, subgroups, labels)
+        resources = Resources(realpatch_model, erm_model, images, labels, subgroups, candidates)
         _resources[key] = resources
         return resources
 
@@ -266,12 +271,7 @@ def compare(
         erm_prediction = resources.erm.predict(recoloured)
         realpatch_prediction = resources.realpatch.predict(recoloured)
         match = resources.realpatch.find_match(
-            recoloured,
-            subgroup,
-            resources.train_images,
-            resources.train_subgroups,
-            resources.train_labels,
-            query_label=realpatch_prediction["label"],
+            recoloured, subgroup, resources.candidates, query_label=realpatch_prediction["label"]
         )
     except ImageInputError as error:
         raise gr.Error(str(error)) from error
@@ -322,11 +322,11 @@ def _introduction() -> str:
 *digits 01234* and *digits 56789* and drawn red or green. In the training split {share} of the
 small digits are red and {share} of the large digits are green; the test split is balanced.
 
-**ERM** (plain empirical risk minimisation) learns the shortcut and reads the colour, so a red
-7 or a green 2 fools it. **RealPatch** (Romiti et al., ECCV 2022) first pairs every training
+**ERM** (plain empirical risk minimisation) can learn the shortcut and read the colour, so a
+red 7 or a green 2 may fool it. **RealPatch** (Romiti et al., ECCV 2022) first pairs every training
 image with a real training image of the same class in the other colour and with a close
 propensity score (Stage 1, statistical matching), then trains the classifier on the originals
-plus their matches (Stage 2), so colour no longer predicts the class.
+plus their matches (Stage 2), so that colour stops predicting the class.
 
 Pick a test digit or upload an image of a digit, choose a colour and press **Compare**. The
 matched pair shows the training image that Stage 1 pairs with your image in the other colour.
@@ -336,7 +336,9 @@ matched pair shows the training image that Stage 1 pairs with your image in the 
 def render(realpatch: str = DEFAULT_REALPATCH, erm: str = DEFAULT_ERM) -> None:
     """Add the RealPatch demo's components and events to the current Blocks or Tab.
 
-    Every public event has an `api_name` starting with `realpatch_`, so several demos can
+    `realpatch` and `erm` are model sources: registered ids, checkpoint folders or Hub repo
+    ids. The models load on the first request, but the Coloured Digits splits are built here,
+    for the gallery. Every event's `api_name` starts with `realpatch_`, so several demos can
     share one app without name clashes.
     """
 
@@ -419,6 +421,8 @@ def build_demo(realpatch: str = DEFAULT_REALPATCH, erm: str = DEFAULT_ERM) -> gr
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Gradio checks its own server through httpx at startup, which would log every request.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # A hosting platform that must serve on an external interface sets GRADIO_SERVER_NAME.
     # Without it the Space listens on loopback only.
     build_demo().launch(

@@ -134,7 +134,7 @@ class ColouredDigitsConfig:
 
 
 PROTOCOLS: dict[str, ColouredDigitsConfig] = {
-    "spurious": ColouredDigitsConfig(colour_mixing=(2.0, 5.0)),
+    "spurious": ColouredDigitsConfig(),
     "missing-source": ColouredDigitsConfig(
         classes=((2,), (4,)),
         colours=("red", "green"),
@@ -257,7 +257,8 @@ def build_coloured_digits(protocol: str | ColouredDigitsConfig = "spurious", *, 
             "source_index": datasets.Value("int64"),
         }
     )
-    description = json.dumps({"name": "coloured-digits", "config": config.to_dict()}, sort_keys=True)
+    # Keys keep their order: the order of `splits` decides how scans are drawn into splits.
+    description = json.dumps({"name": "coloured-digits", "config": config.to_dict()})
     palette = np.asarray([COLOURS[name] for name in config.colours], dtype=np.float32)
 
     result = {}

@@ -60,7 +60,7 @@ def load_image(source: str | os.PathLike) -> Image.Image:
 
 
 def to_pil(image: ImageLike) -> Image.Image:
-    """Convert a path, PIL image, HxWxC uint8 array or CxHxW float tensor in [0, 1] to a PIL image."""
+    """Convert a path, PIL image, HxWxC uint8 array or CxHxW uint8 or float tensor in [0, 1] to a PIL image."""
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if isinstance(image, Image.Image):
@@ -71,13 +71,21 @@ def to_pil(image: ImageLike) -> Image.Image:
                 f"expected an image tensor of shape (channels, height, width) with 1 or 3 channels, "
                 f"got shape {tuple(image.shape)}"
             )
-        array = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        if image.dtype == torch.uint8:
+            # Clamping 0-255 values to [0, 1] would silently binarise the image.
+            array = image.detach().cpu().permute(1, 2, 0).numpy()
+        elif image.is_floating_point():
+            array = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        else:
+            raise ImageInputError(f"expected a uint8 tensor or a float tensor in [0, 1], got dtype {image.dtype}")
         return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
             raise ImageInputError(
                 f"expected an image array of shape (height, width) or (height, width, 1|3|4), got {image.shape}"
             )
+        if image.size == 0:
+            raise ImageInputError(f"empty image array of shape {image.shape}")
         if image.dtype != np.uint8:
             if np.issubdtype(image.dtype, np.floating) and image.size and 0.0 <= image.min() and image.max() <= 1.0:
                 image = (image * 255).round().astype(np.uint8)

@@ -41,8 +41,16 @@ class GroupDROWeights:
         self.weights = torch.full((num_groups,), 1.0 / num_groups)
 
     def group_losses(self, losses: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return per-group loss sums and counts `(num_groups,)` of a batch of per-sample losses."""
+        """Return per-group loss sums and counts `(num_groups,)` of a batch of per-sample losses.
+
+        Raises ValueError for group ids outside `[0, num_groups)`, such as -1 for unlabelled samples.
+        """
         num_groups = self.weights.numel()
+        if groups.numel() and (int(groups.min()) < 0 or int(groups.max()) >= num_groups):
+            raise ValueError(
+                f"group ids must lie in [0, {num_groups - 1}], got ids from {int(groups.min())} to {int(groups.max())}. "
+                "Unlabelled samples (group -1) cannot enter the group DRO objective."
+            )
         sums = torch.zeros(num_groups, device=losses.device, dtype=losses.dtype).index_add(0, groups, losses)
         counts = torch.zeros(num_groups, device=losses.device, dtype=losses.dtype).index_add(
             0, groups, torch.ones_like(losses)

@@ -26,6 +26,7 @@ classifier, so matches and balance diagnostics can be recomputed from the weight
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,7 +36,7 @@ from zoo.data.images import ImageLike, preprocess
 from zoo.models.classifier import ImageClassifier
 from zoo.nn import ConvEncoder
 
-__all__ = ["DEFAULT_MATCHING", "RealPatch", "stage1_match"]
+__all__ = ["DEFAULT_MATCHING", "MatchingCandidates", "RealPatch", "stage1_match"]
 
 DEFAULT_MATCHING: dict[str, Any] = {
     "temperature": 1.0,
@@ -45,6 +46,16 @@ DEFAULT_MATCHING: dict[str, Any] = {
     "within_class": True,
     "propensity_C": 1.0,
 }
+
+
+@dataclass
+class MatchingCandidates:
+    """Stage-1 features `(N, D)`, propensity scores `(N,)`, subgroups and labels of candidate images."""
+
+    features: torch.Tensor
+    scores: torch.Tensor
+    subgroups: torch.Tensor
+    labels: torch.Tensor
 
 
 def stage1_match(
@@ -161,21 +172,31 @@ class RealPatch(ImageClassifier, tags=["realpatch", "statistical-matching", "rob
         return features, self.propensity_scores(features)
 
     @torch.no_grad()
+    def matching_candidates(
+        self, images: torch.Tensor, subgroups: torch.Tensor, labels: torch.Tensor
+    ) -> MatchingCandidates:
+        """Embed preprocessed candidate images once, for repeated `find_match` calls."""
+        if not (len(images) == len(subgroups) == len(labels)):
+            raise ValueError(
+                f"images, subgroups and labels must have equal lengths, got {len(images)}, {len(subgroups)}, {len(labels)}"
+            )
+        features, scores = self.embed_for_matching(images)
+        return MatchingCandidates(features, scores, subgroups.long(), labels.long())
+
+    @torch.no_grad()
     def find_match(
         self,
         query: ImageLike,
         query_subgroup: int,
-        candidates: torch.Tensor,
-        candidate_subgroups: torch.Tensor,
-        candidate_labels: torch.Tensor,
+        candidates: MatchingCandidates,
         query_label: int | None = None,
     ) -> dict[str, Any]:
-        """Find the Stage-1 match of one raw image among preprocessed candidate images.
+        """Find the Stage-1 match of one raw image among embedded candidates.
 
         The query is matched to the nearest candidate of the other subgroup (and of the same
-        class, the predicted one unless `query_label` is given) within the std caliper, as in
-        Stage 1. Returns the candidate index (or None when no candidate passes the calipers)
-        and both propensity scores.
+        class, the predicted one unless `query_label` is given) that passes the calipers, as in
+        Stage 1. Returns the candidate index (None when no candidate passes) and both
+        propensity scores.
         """
         from zoo.matching import caliper_match
 
@@ -183,30 +204,32 @@ class RealPatch(ImageClassifier, tags=["realpatch", "statistical-matching", "rob
             raise ValueError(f"query_subgroup must be 0 or 1, got {query_subgroup}")
         batch = preprocess(query, self.preprocessing)
         if query_label is None:
+            was_training = self.training
+            self.eval()
             query_label = int(self(batch).argmax(-1))
+            self.train(was_training)
         query_features, query_scores = self.embed_for_matching(batch)
-        key_features, key_scores = self.embed_for_matching(candidates)
         settings = self.matching_settings
         within = settings["within_class"]
         result = caliper_match(
             query_features,
             query_scores,
             torch.tensor([query_subgroup]),
-            key_features,
-            key_scores,
-            candidate_subgroups,
+            candidates.features,
+            candidates.scores,
+            candidates.subgroups,
             fixed_caliper=settings["fixed_caliper"],
             std_caliper=settings["std_caliper"],
             k=1,
             query_strata=torch.tensor([query_label]) if within else None,
-            key_strata=candidate_labels if within else None,
+            key_strata=candidates.labels if within else None,
         )
         index = int(result.match_index[0, 0]) if result.anchor_index.numel() else None
         return {
             "query_label": query_label,
             "query_propensity": float(query_scores[0]),
             "match_index": index,
-            "match_propensity": float(key_scores[index]) if index is not None else None,
+            "match_propensity": float(candidates.scores[index]) if index is not None else None,
         }
 
     def evaluation_extras(self, dataset) -> dict[str, Any]:
