@@ -48,9 +48,10 @@ def checkpoints(tmp_path_factory) -> dict[str, str]:
     """Random RealPatch and ERM checkpoints with the Space's labels and colours."""
     folder = tmp_path_factory.mktemp("space-checkpoints")
     torch.manual_seed(0)
-    RealPatch(num_classes=2, label_names=LABEL_NAMES, subgroup_names=("red", "green")).save_pretrained(
-        folder / "realpatch"
-    )
+    # The bundled checkpoint's matching settings: a std caliper would reject every pair of these random weights.
+    RealPatch(
+        num_classes=2, label_names=LABEL_NAMES, subgroup_names=("red", "green"), matching={"std_caliper": None}
+    ).save_pretrained(folder / "realpatch")
     ImageClassifier(num_classes=2, label_names=LABEL_NAMES).save_pretrained(folder / "erm")
     return {"realpatch": str(folder / "realpatch"), "erm": str(folder / "erm")}
 
@@ -100,8 +101,8 @@ def test_recolour_shrinks_large_upload():
 
     recoloured = realpatch_app.recolour(large, "red")
 
-    assert max(recoloured.size) == realpatch_app.MAX_UPLOAD_SIDE
-    assert recoloured.size == (realpatch_app.MAX_UPLOAD_SIDE, realpatch_app.MAX_UPLOAD_SIDE // 2)
+    # Shrunk to the maximum side, then padded to a square as the models expect.
+    assert recoloured.size == (realpatch_app.MAX_UPLOAD_SIDE, realpatch_app.MAX_UPLOAD_SIDE)
 
 
 @pytest.mark.parametrize("colour", ["blue", "Red", "", None, 1])

@@ -2,7 +2,7 @@
 
 `render_card(id)` writes `checkpoints/<id>/README.md`: YAML front matter (`library_name`,
 licence, tags, datasets, `pipeline_tag` and a `model-index` built from
-`cards/results/<id>.json`), then the prose of `cards/<id>.md`, a Jinja template that sees the
+`cards/results/<id>.json`), then the prose of `cards/<id>.md`, a Jinja template rendered with the
 registry entry, the results of the checkpoint and of its baseline, and the plots written
 next to the card. Every number in a card comes from a results file; a card whose results
 file is missing says so instead of showing numbers.
@@ -28,8 +28,10 @@ METRIC_NAMES = {
 }
 
 
-def load_results(model_id: str) -> dict[str, Any] | None:
-    path = repo_root() / "cards" / "results" / f"{model_id}.json"
+def load_results(model_id: str, results_dir: str | Path | None = None) -> dict[str, Any] | None:
+    """Read `<results_dir>/<id>.json` (default `cards/results/`), or return None when it does not exist."""
+    folder = Path(results_dir) if results_dir else repo_root() / "cards" / "results"
+    path = folder / f"{model_id}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -52,6 +54,7 @@ def front_matter(info: CheckpointInfo, results: dict[str, Any] | None) -> dict[s
                     metric_name=name,
                     metric_value=round(float(results["metrics"][key]), 4),
                     source_name="zoo eval",
+                    source_url=f"https://github.com/zoo-models/zoo/blob/main/cards/results/{info.id}.json",
                 )
             )
     data = ModelCardData(
@@ -117,8 +120,14 @@ def _plot_balance(path: Path, matching: dict[str, Any]) -> None:
     plt.close(figure)
 
 
-def render_card(model_id: str, output_dir: str | Path | None = None) -> Path:
-    """Render the card of `model_id` and its plots; return the path of the written README.md."""
+def render_card(model_id: str, output_dir: str | Path | None = None, results_dir: str | Path | None = None) -> Path:
+    """Render the card of `model_id` and its plots; return the path of the written README.md.
+
+    Args:
+        model_id: registered id.
+        output_dir: folder of the card (default: the bundled checkpoint folder).
+        results_dir: folder of the results files (default: `cards/results/`).
+    """
     info = get_info(model_id)
     folder = Path(output_dir) if output_dir else bundled_checkpoint_dir() / model_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,9 +135,9 @@ def render_card(model_id: str, output_dir: str | Path | None = None) -> Path:
     if not source.is_file():
         raise FileNotFoundError(f"card source {source} not found; write the card's prose there first")
 
-    results = load_results(model_id)
+    results = load_results(model_id, results_dir)
     baseline = get_info(info.baseline) if info.baseline else None
-    baseline_results = load_results(info.baseline) if info.baseline else None
+    baseline_results = load_results(info.baseline, results_dir) if info.baseline else None
 
     plots: dict[str, str] = {}
     assets = folder / "assets"

@@ -131,7 +131,7 @@ _ENTRIES = [
         id="realpatch-coloured-digits",
         model_class="RealPatch",
         hub_repo="zoo-models/realpatch-coloured-digits",
-        sha256="0" * 64,
+        sha256="f43b19348fe041930677e3eaa3623e7afb1751bfdb91b4350917d3e035cca5b4",
         method="RealPatch",
         summary=(
             "Small CNN patched by RealPatch (propensity-score matching across colours, then a group-robust "
@@ -149,7 +149,7 @@ _ENTRIES = [
         id="erm-coloured-digits",
         model_class="ImageClassifier",
         hub_repo="zoo-models/erm-coloured-digits",
-        sha256="0" * 64,
+        sha256="d778babedff3f1c4c178289f1a0777d1a17e72fd6deae6e711f31e741d3c342c",
         method="ERM",
         summary=(
             "The same small CNN trained by plain empirical risk minimisation on Coloured Digits "

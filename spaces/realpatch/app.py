@@ -27,7 +27,8 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.data.coloured_digits import COLOURS, PROTOCOLS, build_coloured_digits
+from zoo.data.coloured_digits import PROTOCOLS, build_coloured_digits
+from zoo.data.coloured_digits import recolour as recolour_digit
 from zoo.data.images import ImageInputError, ImageLike, to_pil
 from zoo.data.tensors import split_to_tensors
 from zoo.models.classifier import ImageClassifier
@@ -183,12 +184,10 @@ def _check_colour(colour: Any) -> str:
 
 
 def recolour(image: ImageLike, colour: str) -> Image.Image:
-    """Paint the strokes of an image in one of the Space's colours, on black.
+    """Redraw an image in one of the Space's colours, in the protocol's style (white digit on a coloured background).
 
-    The stroke intensity is the maximum over the RGB channels, so a digit of any colour
-    keeps its shape. An image whose median intensity is above one half (dark strokes on a
-    light background, such as a scan) is inverted first, because the training digits are
-    light strokes on black.
+    The strokes are found by `zoo.data.coloured_digits.digit_intensity`, so a test digit of
+    either colour, a digit painted on black, or a dark-on-light scan all keep their shape.
     """
     colour = _check_colour(colour)
     try:
@@ -198,12 +197,12 @@ def recolour(image: ImageLike, colour: str) -> Image.Image:
     if max(pil.size) > MAX_UPLOAD_SIDE:
         pil = pil.copy()
         pil.thumbnail((MAX_UPLOAD_SIDE, MAX_UPLOAD_SIDE), Image.Resampling.BILINEAR)
-    rgb = np.asarray(pil.convert("RGB"), dtype=np.float32) / 255.0
-    intensity = rgb.max(axis=-1)
-    if np.median(intensity) > 0.5:
-        intensity = 1.0 - intensity
-    painted = intensity[..., None] * np.asarray(COLOURS[colour], dtype=np.float32)[None, None, :]
-    return Image.fromarray((painted * 255).round().astype(np.uint8), mode="RGB")
+    if pil.size[0] != pil.size[1]:
+        side = max(pil.size)
+        square = Image.new(pil.mode, (side, side))
+        square.paste(pil, ((side - pil.size[0]) // 2, (side - pil.size[1]) // 2))
+        pil = square
+    return recolour_digit(pil, colour, PROTOCOLS[DATA_PROTOCOL].style)
 
 
 @lru_cache(maxsize=1)

@@ -2,9 +2,9 @@
 
 The images are the 1,797 handwritten digits bundled with scikit-learn (the UCI "Optical
 Recognition of Handwritten Digits" test set, 8x8 scans with 17 grey levels), upsampled and
-coloured so that colour can be correlated with the class label, removed for some
-(class, colour) sources, or hidden in an unlabelled deployment split. It needs no download
-and rebuilds identically from its seed.
+coloured. Colour can then be correlated with the class label, removed for some
+(class, colour) sources, or hidden in an unlabelled deployment split. The data needs no
+download and rebuilds identically from its seed.
 
 Named protocols (`PROTOCOLS`) fix every parameter of a benchmark:
 
@@ -43,6 +43,8 @@ __all__ = [
     "build_coloured_digits",
     "colourise",
     "config_of",
+    "digit_intensity",
+    "recolour",
     "group_name",
     "load_digit_scans",
 ]
@@ -60,12 +62,16 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 }
 
 
+STYLES = ("stroke", "background")
+BACKGROUND_BRIGHTNESS = 0.5
+
+
 @dataclass(frozen=True)
 class ColouredDigitsConfig:
     """Parameters of a Coloured Digits build.
 
     Args:
-        classes: digit sets, one per class; class `i` holds the digits in `classes[i]`.
+        classes: digit sets, one per class: class `i` contains the digits in `classes[i]`.
         colours: colour names (keys of `COLOURS`), one per subgroup.
         splits: split name to fraction of the scans, drawn stratified by digit.
         correlation: split name to P(subgroup == class mod number of colours); a split not
@@ -77,6 +83,8 @@ class ColouredDigitsConfig:
         unlabelled: splits whose labels are hidden.
         image_size: side of the square output images in pixels.
         colour_jitter: standard deviation of per-image noise added to the stroke colour.
+        style: "stroke" paints the digit in the subgroup colour on black; "background" draws
+            a white digit on a background of the subgroup colour.
         colour_mixing: with two colours, Beta distribution parameters (a, b) of how far each
             stroke colour is mixed towards the other colour: subgroup 0 draws the mixing weight
             from Beta(a, b) and subgroup 1 from Beta(b, a). Most images show their subgroup's
@@ -94,6 +102,7 @@ class ColouredDigitsConfig:
     unlabelled: tuple[str, ...] = ()
     image_size: int = 32
     colour_jitter: float = 0.06
+    style: str = "stroke"
     colour_mixing: tuple[float, float] | None = None
     seed: int = 0
 
@@ -113,6 +122,8 @@ class ColouredDigitsConfig:
         for split in list(self.keep) + list(self.allowed_colours) + list(self.unlabelled):
             if split not in self.splits:
                 raise ValueError(f"split {split!r} is not one of {sorted(self.splits)}")
+        if self.style not in STYLES:
+            raise ValueError(f"unknown style {self.style!r}; choose from {STYLES}")
         if self.colour_mixing is not None and len(self.colours) != 2:
             raise ValueError(f"colour_mixing needs exactly two colours, got {self.colours}")
         if self.image_size < 8:
@@ -165,13 +176,50 @@ def load_digit_scans() -> tuple[np.ndarray, np.ndarray]:
     return (bunch.images / 16.0).astype(np.float32), bunch.target.astype(np.int64)
 
 
-def colourise(scan: np.ndarray, colour: tuple[float, float, float] | np.ndarray, image_size: int) -> Image.Image:
-    """Upsample an 8x8 intensity scan and paint its strokes in `colour` on black."""
+def colourise(
+    scan: np.ndarray, colour: tuple[float, float, float] | np.ndarray, image_size: int, style: str = "stroke"
+) -> Image.Image:
+    """Upsample an intensity image (8x8 scan or larger) and colour it.
+
+    `style="stroke"` paints the strokes in `colour` on black. `style="background"` draws white
+    strokes on a background of `colour` at half brightness, so the digit's shape looks the same
+    in every colour and only the background carries the subgroup, as in Waterbirds.
+    """
+    if style not in STYLES:
+        raise ValueError(f"unknown colouring style {style!r}; choose from {STYLES}")
     grey = Image.fromarray((np.clip(scan, 0, 1) * 255).astype(np.uint8), mode="L")
     grey = grey.resize((image_size, image_size), Image.Resampling.BICUBIC)
     intensity = np.asarray(grey, dtype=np.float32)[..., None] / 255.0
-    rgb = intensity * np.clip(np.asarray(colour, dtype=np.float32), 0, 1)[None, None, :]
-    return Image.fromarray((rgb * 255).round().astype(np.uint8), mode="RGB")
+    tint = np.clip(np.asarray(colour, dtype=np.float32), 0, 1)[None, None, :]
+    if style == "stroke":
+        rgb = intensity * tint
+    else:
+        rgb = intensity + (1.0 - intensity) * BACKGROUND_BRIGHTNESS * tint
+    return Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8), mode="RGB")
+
+
+def digit_intensity(image: Image.Image) -> np.ndarray:
+    """Estimate the stroke intensity in [0, 1] of a digit image of either style, or of a plain scan.
+
+    The minimum over RGB channels is high only on white strokes, so it separates strokes from a
+    coloured background. When that finds no stroke (a digit painted in one colour on black),
+    the maximum over channels is used instead. Dark strokes on a light background are inverted.
+    """
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    intensity = rgb.min(axis=-1)
+    if intensity.max() < 0.5:
+        intensity = rgb.max(axis=-1)
+    if np.median(intensity) > 0.5:
+        intensity = 1.0 - intensity
+    return intensity
+
+
+def recolour(image: Image.Image, colour: str, style: str = "stroke") -> Image.Image:
+    """Redraw a digit image in another colour of `COLOURS`, keeping its size and strokes."""
+    if colour not in COLOURS:
+        raise ValueError(f"unknown colour {colour!r}; choose from {sorted(COLOURS)}")
+    intensity = digit_intensity(image)
+    return colourise(intensity, COLOURS[colour], max(intensity.shape), style)
 
 
 def group_name(label: int, subgroup: int, config: ColouredDigitsConfig) -> str:
@@ -274,7 +322,7 @@ def build_coloured_digits(protocol: str | ColouredDigitsConfig = "spurious", *, 
             weight = np.where(subgroups == 0, rng.beta(a, b, len(index)), rng.beta(b, a, len(index)))[:, None]
             colours = (1 - weight) * palette[0] + weight * palette[1]
         colours = colours + rng.normal(0.0, config.colour_jitter, size=(len(index), 3))
-        images = [colourise(scans[i], c, config.image_size) for i, c in zip(index, colours.astype(np.float32))]
+        images = [colourise(scans[i], c, config.image_size, config.style) for i, c in zip(index, colours.astype(np.float32))]
 
         labelled = split not in config.unlabelled
         hidden = np.full(len(index), -1, dtype=np.int64)
