@@ -131,11 +131,11 @@ _ENTRIES = [
         id="realpatch-coloured-digits",
         model_class="RealPatch",
         hub_repo="zoo-models/realpatch-coloured-digits",
-        sha256="f43b19348fe041930677e3eaa3623e7afb1751bfdb91b4350917d3e035cca5b4",
+        sha256="f0e7c8b70bc5f362d99a3a47b0927cb435ba0119fff937450953d6a458c676bf",
         method="RealPatch",
         summary=(
             "Small CNN patched by RealPatch (propensity-score matching across colours, then a group-robust "
-            "objective with a prediction-consistency term) on Coloured Digits with a 95% class-colour correlation."
+            "objective with a prediction-consistency term) on Coloured Digits with a 97% class-colour correlation."
         ),
         task="image-classification",
         dataset="coloured-digits/spurious",
@@ -149,7 +149,7 @@ _ENTRIES = [
         id="erm-coloured-digits",
         model_class="ImageClassifier",
         hub_repo="zoo-models/erm-coloured-digits",
-        sha256="d778babedff3f1c4c178289f1a0777d1a17e72fd6deae6e711f31e741d3c342c",
+        sha256="1ad7abb5b3ac8a944546e583ffc60a0fd8c5ca67fed1f494c23a728f5c90f659",
         method="ERM",
         summary=(
             "The same small CNN trained by plain empirical risk minimisation on Coloured Digits "

@@ -1,32 +1,18 @@
-"""Caliper nearest-neighbour matching on propensity scores.
+"""Caliper nearest-neighbour matching of queries to keys on propensity scores.
 
-Statistical matching pairs each sample (the anchor) with its nearest neighbours in feature
-space among the samples of another subgroup, and only allows pairs whose propensity scores
-e(x) = P(s | x) are close. Two methods of the Predictive Analytics Lab (University of Sussex)
-share this matcher:
+The matcher takes features and the propensity scores of `zoo.matching.propensity` through
+three steps:
 
-- RealPatch ("RealPatch: A Statistical Matching Framework for Model Patching with Real
-  Samples", ECCV 2022) matches offline, once per training set, treated to control and control
-  to treated, and augments the training set with the matched real samples.
-- Okapi ("Okapi: Generalising Better by Making Statistical Matches Match", NeurIPS 2022)
-  matches online, each batch of queries against a memory bank of keys, in binary mode
-  (labelled against unlabelled) or in multi-group mode (one group per domain).
-
-The matcher:
-
-1. A propensity model, a logistic regression of the subgroup on the features with
-   group-balanced sample weights, gives e(x) (`fit_propensity`). A temperature t rescales
-   the logits before the sigmoid or softmax.
-2. The fixed caliper removes outliers. In binary mode it keeps anchors with
+1. The fixed caliper removes outliers. In binary mode it keeps anchors with
    1 - c_max < e < c_max. In multi-group mode it drops samples with max_g e_g >= c_max.
    The two-way caliper (Okapi) applies the same filter to the candidate keys, and RealPatch
    filters anchors only.
-3. The std caliper allows a pair (a, c) only if the propensity gap is at most alpha * sigma.
+2. The std caliper allows a pair (a, c) only if the propensity gap is at most alpha * sigma.
    Binary mode uses |e(a) - e(c)| and the pooled standard deviation
    sigma = sqrt((Var_anchors(e) + Var_candidates(e)) / 2). Multi-group mode uses the key's
    group coordinate, |e_{s_c}(a) - e_{s_c}(c)|, and sigma is the square root of the
    within-group variance of that coordinate averaged over groups.
-4. Among the allowed keys of another group (and of the same stratum, if strata are given),
+3. Among the allowed keys of another group (and of the same stratum, if strata are given),
    the k nearest in Euclidean feature distance are the matches, with replacement. An anchor
    with fewer than k allowed keys is unmatched and dropped.
 
@@ -49,123 +35,23 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
-from torch import Tensor, nn
+from torch import Tensor
 
-__all__ = [
-    "MatchResult",
-    "PropensityModel",
-    "balance_report",
-    "balance_statistics",
-    "balance_summary",
-    "caliper_match",
-    "fit_propensity",
-    "l2_normalize",
-    "match_bidirectional",
-    "matched_sets",
-]
+from zoo.matching._validation import (
+    ArrayLike,
+    _binary_group_values,
+    _features_tensor,
+    _labels_tensor,
+    _scores_tensor,
+)
+
+__all__ = ["MatchResult", "caliper_match", "match_bidirectional"]
 
 logger = logging.getLogger(__name__)
-
-ArrayLike = Union[Tensor, np.ndarray, Sequence]
-
-# Rule-of-thumb bins for covariate balance: |SMD| <= 0.1 is commonly read as negligible
-# imbalance, and a variance ratio inside (4/5, 5/4) as similar spread.
-SMD_BIN_EDGES = (0.1, 0.2)
-VARIANCE_RATIO_BIN_EDGES = (4 / 5, 5 / 4)
-
-
-# ---------------------------------------------------------------------------------------------
-# Input conversion and validation
-
-
-def _as_tensor(name: str, value: ArrayLike) -> Tensor:
-    if isinstance(value, Tensor):
-        return value.detach()
-    try:
-        return torch.as_tensor(np.asarray(value))
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"{name} must be a tensor or an array of numbers, got {type(value).__name__}: {error}"
-        ) from error
-
-
-def _features_tensor(name: str, value: ArrayLike, device: torch.device | None = None) -> Tensor:
-    """Convert features to a floating (N, D) tensor, rejecting NaN and infinite values."""
-    features = _as_tensor(name, value)
-    if features.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D (samples, features), got shape {tuple(features.shape)}; "
-            f"reshape it to (N, D)"
-        )
-    if not features.is_floating_point():
-        features = features.float()
-    if device is not None:
-        features = features.to(device)
-    if not torch.isfinite(features).all():
-        raise ValueError(f"{name} contains NaN or infinite values; remove or impute them first")
-    return features
-
-
-def _labels_tensor(
-    name: str, value: ArrayLike, length: int, device: torch.device | None = None
-) -> Tensor:
-    """Convert group or stratum labels to a LongTensor of shape (length,)."""
-    labels = _as_tensor(name, value)
-    if labels.ndim != 1 or labels.shape[0] != length:
-        raise ValueError(
-            f"{name} must be 1-D with one label per sample ({length}), got shape "
-            f"{tuple(labels.shape)}"
-        )
-    if labels.is_floating_point():
-        if not torch.equal(labels, labels.round()):
-            raise ValueError(
-                f"{name} must contain integer labels, got non-integer values such as "
-                f"{labels[labels != labels.round()][0].item()}; encode the labels as integers"
-            )
-    elif labels.dtype == torch.bool:
-        labels = labels.long()
-    elif labels.is_complex():
-        raise ValueError(f"{name} must contain integer labels, got dtype {labels.dtype}")
-    labels = labels.long()
-    if device is not None:
-        labels = labels.to(device)
-    return labels
-
-
-def _scores_tensor(
-    name: str, value: ArrayLike, length: int, device: torch.device | None = None
-) -> Tensor:
-    """Convert propensity scores to a float tensor of shape (N,) or (N, G) with values in [0, 1]."""
-    scores = _as_tensor(name, value)
-    if not scores.is_floating_point():
-        scores = scores.float()
-    if scores.ndim not in (1, 2) or scores.shape[0] != length:
-        raise ValueError(
-            f"{name} must have shape ({length},) for binary matching or ({length}, G) for G "
-            f"groups, got shape {tuple(scores.shape)}"
-        )
-    if scores.ndim == 2 and scores.shape[1] < 2:
-        raise ValueError(
-            f"{name} has shape {tuple(scores.shape)}, but multi-group scores need G >= 2 "
-            f"columns; pass binary scores P(s=1|x) as a 1-D tensor of shape ({length},)"
-        )
-    if device is not None:
-        scores = scores.to(device)
-    if not torch.isfinite(scores).all() or scores.min() < 0 or scores.max() > 1:
-        raise ValueError(
-            f"{name} must contain probabilities in [0, 1], got values in "
-            f"[{scores.min().item()}, {scores.max().item()}]; pass PropensityModel.scores(...), "
-            f"not logits"
-        )
-    return scores
 
 
 def _check_fixed_caliper(fixed_caliper: float | None, num_groups: int) -> None:
@@ -195,199 +81,6 @@ def _check_std_caliper(std_caliper: float | None) -> None:
 
 def _std_caliper_enabled(std_caliper: float | None) -> bool:
     return std_caliper is not None and not math.isinf(std_caliper)
-
-
-def l2_normalize(features: ArrayLike, eps: float = 1e-12) -> Tensor:
-    """Scale each row of `features` to unit Euclidean norm.
-
-    On unit vectors the Euclidean distance is sqrt(2 - 2 cos), so nearest neighbours by
-    Euclidean distance are the nearest by cosine similarity. Rows with norm below `eps`
-    are divided by `eps` instead.
-    """
-    tensor = _features_tensor("features", features)
-    return F.normalize(tensor, p=2.0, dim=1, eps=eps)
-
-
-# ---------------------------------------------------------------------------------------------
-# Propensity model
-
-
-@dataclass
-class PropensityModel:
-    """Linear propensity model: P(s | x) from logits x @ coef.T + intercept.
-
-    Binary models have one output row, the logit of P(s = classes[1] | x). Models with G > 2
-    groups have one row per group, in the order of `classes`, and a softmax over the rows.
-
-    Attributes:
-        coef: weights, shape (1, D) for two groups or (G, D) for G > 2 groups.
-        intercept: biases, shape (1,) or (G,).
-        classes: the group labels, sorted, as plain ints.
-    """
-
-    coef: Tensor
-    intercept: Tensor
-    classes: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        self.classes = tuple(int(label) for label in self.classes)
-        if len(self.classes) < 2:
-            raise ValueError(
-                f"a propensity model needs at least two classes, got classes={self.classes}"
-            )
-        expected_rows = 1 if len(self.classes) == 2 else len(self.classes)
-        if self.coef.ndim != 2 or self.coef.shape[0] != expected_rows:
-            raise ValueError(
-                f"coef must have shape ({expected_rows}, D) for {len(self.classes)} classes, "
-                f"got shape {tuple(self.coef.shape)}"
-            )
-        if tuple(self.intercept.shape) != (expected_rows,):
-            raise ValueError(
-                f"intercept must have shape ({expected_rows},) for {len(self.classes)} "
-                f"classes, got shape {tuple(self.intercept.shape)}"
-            )
-
-    @property
-    def is_binary(self) -> bool:
-        return len(self.classes) == 2
-
-    @property
-    def num_features(self) -> int:
-        return self.coef.shape[1]
-
-    def logits(self, features: ArrayLike) -> Tensor:
-        """Compute the logits, shape (N,) for a binary model or (N, G) otherwise."""
-        inputs = _features_tensor("features", features, device=self.coef.device)
-        if inputs.shape[1] != self.num_features:
-            raise ValueError(
-                f"features have {inputs.shape[1]} columns, but the propensity model was "
-                f"fitted on {self.num_features}"
-            )
-        logits = inputs.to(self.coef.dtype) @ self.coef.T + self.intercept
-        if self.is_binary:
-            return logits.squeeze(1)
-        return logits
-
-    def scores(self, features: ArrayLike, temperature: float = 1.0) -> Tensor:
-        """Compute propensity scores with the logits divided by `temperature`.
-
-        Returns P(s = classes[1] | x) with shape (N,) for a binary model, or the softmax over
-        groups with shape (N, G). A temperature above 1 pulls scores towards the centre, so
-        fewer samples fall outside the fixed caliper.
-        """
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-        logits = self.logits(features) / temperature
-        if self.is_binary:
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=1)
-
-    def to_linear(self) -> nn.Linear:
-        """Return an `nn.Linear` with these weights, for storing the model as module weights."""
-        linear = nn.Linear(
-            self.num_features, self.coef.shape[0], dtype=self.coef.dtype, device=self.coef.device
-        )
-        with torch.no_grad():
-            linear.weight.copy_(self.coef)
-            linear.bias.copy_(self.intercept)
-        return linear
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear, classes: Sequence[int]) -> PropensityModel:
-        """Build a propensity model from an `nn.Linear` with 1 output (binary) or G outputs."""
-        coef = linear.weight.detach().clone()
-        if linear.bias is None:
-            intercept = torch.zeros(coef.shape[0], dtype=coef.dtype, device=coef.device)
-        else:
-            intercept = linear.bias.detach().clone()
-        return cls(coef=coef, intercept=intercept, classes=tuple(classes))
-
-
-def _balanced_sample_weights(groups: np.ndarray) -> np.ndarray:
-    """Weight each sample by N / (G * n_g), so every group has total weight N / G."""
-    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    return len(groups) / (len(counts) * counts[inverse])
-
-
-def fit_propensity(
-    features: ArrayLike,
-    groups: ArrayLike,
-    *,
-    C: float = 1.0,
-    balanced: bool = True,
-    max_iter: int = 1000,
-    tol: float | None = None,
-) -> PropensityModel:
-    """Fit a logistic regression of the group on the features.
-
-    Two groups are fitted with liblinear and `tol=1e-12`, the settings of the RealPatch
-    reference code. More groups are fitted as one multinomial model with lbfgs and
-    scikit-learn's default `tol=1e-4`.
-
-    Args:
-        features: (N, D) features, usually L2-normalised.
-        groups: (N,) integer group labels with at least two distinct values.
-        C: inverse L2 regularisation strength.
-        balanced: weight group g by N / (G * n_g), which for two groups is the
-            w = N / (2 n_s) reweighting of RealPatch. With False, samples are unweighted.
-        max_iter: maximum number of solver iterations.
-        tol: stopping tolerance; None selects the per-solver default above.
-
-    Returns:
-        A `PropensityModel` with float32 weights on the CPU.
-
-    Raises:
-        ValueError: if the shapes disagree or fewer than two groups are present.
-    """
-    inputs = _features_tensor("features", features)
-    labels = _labels_tensor("groups", groups, inputs.shape[0])
-    if not isinstance(C, (int, float)) or not C > 0:
-        raise ValueError(f"C must be a positive number, got {C!r}")
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-
-    x = inputs.cpu().double().numpy()
-    y = labels.cpu().numpy()
-    classes = np.unique(y)
-    if len(classes) < 2:
-        raise ValueError(
-            f"groups contains the single value {classes.tolist()}; a propensity model needs "
-            f"samples from at least two groups"
-        )
-
-    binary = len(classes) == 2
-    if binary:
-        # random_state fixes liblinear's coordinate order, so refits are identical.
-        classifier = LogisticRegression(
-            solver="liblinear",
-            C=C,
-            tol=1e-12 if tol is None else tol,
-            max_iter=max_iter,
-            random_state=0,
-        )
-    else:
-        classifier = LogisticRegression(
-            solver="lbfgs", C=C, tol=1e-4 if tol is None else tol, max_iter=max_iter
-        )
-    sample_weight = _balanced_sample_weights(y) if balanced else None
-    classifier.fit(x, y, sample_weight=sample_weight)
-    logger.debug(
-        "fitted propensity model on %d samples, %d features, classes %s, %d iterations",
-        x.shape[0],
-        x.shape[1],
-        classes.tolist(),
-        int(np.max(classifier.n_iter_)),
-    )
-
-    return PropensityModel(
-        coef=torch.as_tensor(classifier.coef_, dtype=torch.float32),
-        intercept=torch.as_tensor(classifier.intercept_, dtype=torch.float32),
-        classes=tuple(int(label) for label in classifier.classes_),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Matching
 
 
 @dataclass
@@ -847,21 +540,6 @@ def caliper_match(
 _BIDIRECTIONAL_RESERVED = ("query_strata", "key_strata", "exclude_self", "query_key_index")
 
 
-def _binary_group_values(groups: Tensor, treated_group: int | None = None) -> tuple[int, int]:
-    """Return (treated, control) group values; treated defaults to the larger label."""
-    values = torch.unique(groups).tolist()
-    if len(values) != 2:
-        raise ValueError(
-            f"groups must contain exactly two values (treated and control), got {values}"
-        )
-    if treated_group is None:
-        return values[1], values[0]
-    if treated_group not in values:
-        raise ValueError(f"treated_group={treated_group} is not one of the groups {values}")
-    control_group = values[0] if values[1] == treated_group else values[1]
-    return treated_group, control_group
-
-
 def match_bidirectional(
     features: ArrayLike,
     scores: ArrayLike,
@@ -933,172 +611,3 @@ def match_bidirectional(
         num_queries=int(inputs.shape[0]),
         num_after_fixed_caliper=num_after_fixed_caliper,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Balance diagnostics
-
-
-def balance_statistics(
-    features_treated: ArrayLike, features_control: ArrayLike
-) -> dict[str, list[float]]:
-    """Compute the per-feature standardised mean difference and variance ratio.
-
-    SMD = (mean_t - mean_c) / sqrt((var_t + var_c) / 2) and VR = var_t / var_c, with
-    population variances. A feature that is constant in both groups gets SMD 0 (equal
-    constants) or +-inf (different constants), and VR 1. A feature constant only among the
-    controls gets VR inf, which `json.dumps` writes as Infinity.
-
-    Returns:
-        {"smd": [...], "variance_ratio": [...]}, one float per feature.
-    """
-    treated = _features_tensor("features_treated", features_treated).double()
-    control = _features_tensor("features_control", features_control, treated.device).double()
-    if treated.shape[1] != control.shape[1]:
-        raise ValueError(
-            f"features_treated have {treated.shape[1]} columns but features_control have "
-            f"{control.shape[1]}; both must have the same features"
-        )
-    if treated.shape[0] == 0 or control.shape[0] == 0:
-        raise ValueError(
-            f"balance needs samples in both groups, got {treated.shape[0]} treated and "
-            f"{control.shape[0]} control rows"
-        )
-
-    mean_difference = treated.mean(dim=0) - control.mean(dim=0)
-    variance_treated = treated.var(dim=0, correction=0)
-    variance_control = control.var(dim=0, correction=0)
-    pooled_std = ((variance_treated + variance_control) / 2).sqrt()
-
-    # 0/0 gives nan, which the conventions above replace, while a nonzero value over a zero
-    # spread stays +-inf.
-    smd = torch.where(
-        (pooled_std == 0) & (mean_difference == 0),
-        torch.zeros_like(mean_difference),
-        mean_difference / pooled_std,
-    )
-    variance_ratio = torch.where(
-        (variance_control == 0) & (variance_treated == 0),
-        torch.ones_like(variance_treated),
-        variance_treated / variance_control,
-    )
-    return {"smd": smd.tolist(), "variance_ratio": variance_ratio.tolist()}
-
-
-def _summarise_balance(treated: ArrayLike, control: ArrayLike) -> dict[str, Any]:
-    statistics = balance_statistics(treated, control)
-    abs_smd = np.abs(np.asarray(statistics["smd"]))
-    variance_ratio = np.asarray(statistics["variance_ratio"])
-    smd_low, smd_high = SMD_BIN_EDGES
-    vr_low, vr_high = VARIANCE_RATIO_BIN_EDGES
-    return {
-        "num_treated": int(_as_tensor("treated", treated).shape[0]),
-        "num_control": int(_as_tensor("control", control).shape[0]),
-        "mean_abs_smd": float(abs_smd.mean()),
-        "max_abs_smd": float(abs_smd.max()),
-        "smd_bin_counts": {
-            "<=0.1": int((abs_smd <= smd_low).sum()),
-            "0.1-0.2": int(((abs_smd > smd_low) & (abs_smd <= smd_high)).sum()),
-            ">0.2": int((abs_smd > smd_high).sum()),
-        },
-        "variance_ratio_bin_counts": {
-            "<=4/5": int((variance_ratio <= vr_low).sum()),
-            "4/5-5/4": int(((variance_ratio > vr_low) & (variance_ratio < vr_high)).sum()),
-            ">=5/4": int((variance_ratio >= vr_high).sum()),
-        },
-    }
-
-
-def balance_summary(
-    before_treated: ArrayLike,
-    before_control: ArrayLike,
-    after_treated: ArrayLike,
-    after_control: ArrayLike,
-) -> dict[str, dict[str, Any]]:
-    """Summarise covariate balance before and after matching.
-
-    Each of "before" and "after" contains the sample counts, the mean and max |SMD| over
-    features, and the number of features per rule-of-thumb bin: |SMD| <= 0.1, 0.1-0.2,
-    > 0.2 and VR <= 4/5, between, >= 5/4. The result contains only numbers, strings and
-    dicts, so it can be passed to `json.dumps`.
-    """
-    return {
-        "before": _summarise_balance(before_treated, before_control),
-        "after": _summarise_balance(after_treated, after_control),
-    }
-
-
-def matched_sets(
-    features: ArrayLike,
-    groups: ArrayLike,
-    result: MatchResult,
-    *,
-    treated_group: int | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Collect the treated and control feature rows of the matched sample.
-
-    Every (anchor, match) pair adds the anchor's row to its group's side and the match's row
-    to the other side, so with k > 1 an anchor appears k times, and a sample matched several
-    times (matching is with replacement) appears once per match. Both indices of `result`
-    must address rows of `features`, as they do for `match_bidirectional`, or for
-    `caliper_match` with the same set as queries and keys.
-
-    Args:
-        features: (N, D) features.
-        groups: (N,) labels with exactly two values.
-        result: the matches.
-        treated_group: label of the treated group; the larger label by default.
-
-    Returns:
-        (treated_rows, control_rows), each of shape (M * k, D).
-    """
-    inputs = _features_tensor("features", features)
-    labels = _labels_tensor("groups", groups, inputs.shape[0], device=inputs.device)
-    treated, _ = _binary_group_values(labels, treated_group)
-    num_rows = inputs.shape[0]
-    for name, index in (("anchor_index", result.anchor_index), ("match_index", result.match_index)):
-        if index.numel() and (index.min() < 0 or index.max() >= num_rows):
-            raise ValueError(
-                f"result.{name} has values up to {index.max().item()}, but features have "
-                f"{num_rows} rows; pass the features that were matched"
-            )
-
-    anchors = result.anchor_index.to(inputs.device).repeat_interleave(result.k)
-    matches = result.match_index.to(inputs.device).reshape(-1)
-    anchor_is_treated = labels[anchors] == treated
-    treated_rows = torch.cat(
-        [inputs[anchors[anchor_is_treated]], inputs[matches[~anchor_is_treated]]]
-    )
-    control_rows = torch.cat(
-        [inputs[anchors[~anchor_is_treated]], inputs[matches[anchor_is_treated]]]
-    )
-    return treated_rows, control_rows
-
-
-def balance_report(
-    features: ArrayLike,
-    groups: ArrayLike,
-    result: MatchResult,
-    *,
-    treated_group: int | None = None,
-) -> dict[str, Any]:
-    """Summarise balance of the full set against the matched sample, plus the match counts.
-
-    Returns `balance_summary` of (all treated, all control) before and `matched_sets` after,
-    with "num_matched" and "match_rate" of `result` added.
-    """
-    inputs = _features_tensor("features", features)
-    labels = _labels_tensor("groups", groups, inputs.shape[0], device=inputs.device)
-    treated, control = _binary_group_values(labels, treated_group)
-    after_treated, after_control = matched_sets(inputs, labels, result, treated_group=treated)
-    if after_treated.shape[0] == 0:
-        raise ValueError(
-            "result contains no matched pairs, so balance after matching is undefined; relax "
-            "the calipers or check the propensity scores"
-        )
-    report: dict[str, Any] = balance_summary(
-        inputs[labels == treated], inputs[labels == control], after_treated, after_control
-    )
-    report["num_matched"] = result.num_matched
-    report["match_rate"] = result.match_rate
-    return report
