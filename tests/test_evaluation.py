@@ -129,3 +129,50 @@ def test_card_without_results_says_so(evaluable):
     text = path.read_text()
     assert "No results file yet" in text
     assert "model-index" not in text
+
+
+def test_eval_variant_reads_only_runs(evaluable):
+    runs = evaluable / "runs"
+    for seed in (0, 1):
+        save_checkpoint("RealPatch", runs / "realpatch-coloured-digits-ablated" / f"seed-{seed}", seed=seed + 5)
+    output = evaluable / "results" / "realpatch-coloured-digits-ablated.json"
+    results = evaluate(
+        "realpatch-coloured-digits", seeds=[0, 1], runs_dir=runs, run_name="realpatch-coloured-digits-ablated", output=output
+    )
+    assert results["variant"] == "realpatch-coloured-digits-ablated"
+    assert all("ablated" in entry["checkpoint"] for entry in results["seeds"].values())
+    assert "--run-name realpatch-coloured-digits-ablated" in results["command"]
+
+
+def test_eval_variant_missing_seed(evaluable):
+    with pytest.raises(EvaluationError, match="no checkpoint of realpatch-coloured-digits-ablated"):
+        evaluate("realpatch-coloured-digits", run_name="realpatch-coloured-digits-ablated", runs_dir=evaluable / "runs")
+
+
+def test_card_lists_variant_results(evaluable):
+    from zoo.cards import load_variants
+
+    runs = evaluable / "runs"
+    results_dir = evaluable / "results"
+    save_checkpoint("RealPatch", runs / "realpatch-coloured-digits-no-matching" / "seed-0", seed=7)
+    evaluate(
+        "realpatch-coloured-digits", runs_dir=runs, run_name="realpatch-coloured-digits-no-matching",
+        output=results_dir / "realpatch-coloured-digits-no-matching.json",
+    )
+    assert set(load_variants("realpatch-coloured-digits", results_dir)) == {"realpatch-coloured-digits-no-matching"}
+
+
+def test_card_renders_ablation_table(evaluable):
+    from zoo.cards import render_card
+
+    runs = evaluable / "runs"
+    results_dir = evaluable / "results"
+    evaluate("realpatch-coloured-digits", output=results_dir / "realpatch-coloured-digits.json")
+    save_checkpoint("RealPatch", runs / "realpatch-coloured-digits-no-matching" / "seed-0", seed=7)
+    ablation = evaluate(
+        "realpatch-coloured-digits", runs_dir=runs, run_name="realpatch-coloured-digits-no-matching",
+        output=results_dir / "realpatch-coloured-digits-no-matching.json",
+    )
+    text = render_card("realpatch-coloured-digits", output_dir=evaluable / "card", results_dir=results_dir).read_text()
+    assert "Ablation: Stage 2 without matched samples" in text
+    assert f"{100 * ablation['summary']['worst_group_accuracy']['mean']:.1f}" in text

@@ -4,13 +4,13 @@
     accelerate launch --cpu --num_processes 2 training/train_realpatch.py --config ...
     torchrun --nproc_per_node 2 training/train_realpatch.py --config ... --cpu
 
-`method: erm` trains the classifier with cross-entropy. `method: realpatch` runs
-Stage 0 (an ERM encoder whose features are matched), Stage 1 (propensity model and caliper
-matching, see `zoo.models.realpatch`) and Stage 2 (the patched classifier, trained on the
-original plus matched samples with group DRO and a Jensen-Shannon consistency term). Each
-epoch saves the Accelerate state, so `--resume` continues an interrupted run; the best
-epoch on validation (worst-group or average accuracy, per config) is saved with
-`save_pretrained` into the output folder.
+`method: erm` trains the classifier with cross-entropy. `method: realpatch` runs three stages.
+Stage 0 trains an ERM encoder whose features are matched. Stage 1 fits the propensity model
+and matches across subgroups (see `zoo.models.realpatch`). Stage 2 trains the patched
+classifier on the original plus matched samples with group DRO and a Jensen-Shannon
+consistency term. Each epoch saves the Accelerate state, so `--resume` continues an
+interrupted run. The best epoch on validation (worst-group or average accuracy, per config)
+is saved with `save_pretrained` into the output folder.
 """
 
 from __future__ import annotations
@@ -137,20 +137,6 @@ def selection_score(metrics: dict[str, Any], selection: str) -> float:
     raise SystemExit(f"error: training.selection must be 'worst_group' or 'average', got {selection!r}")
 
 
-def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Translate each image by up to `max_shift` pixels in x and y, filling with the border value (background)."""
-    if max_shift <= 0:
-        return images
-    batch, _, height, width = images.shape
-    shifts = torch.randint(-max_shift, max_shift + 1, (batch, 2), device=images.device).float()
-    theta = torch.zeros(batch, 2, 3, device=images.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    theta[:, 0, 2] = 2 * shifts[:, 0] / width
-    theta[:, 1, 2] = 2 * shifts[:, 1] / height
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="nearest", padding_mode="border", align_corners=False)
-
-
 def train_stage(
     new_accelerator,
     model: torch.nn.Module,
@@ -212,7 +198,7 @@ def train_stage(
                     batch_groups = torch.cat([groups, partner_groups])
                 else:
                     batch_images, batch_labels, batch_groups = images, labels, groups
-                logits = model(random_shift(batch_images, int(settings.get("max_shift", 0))))
+                logits = model(batch_images)
                 losses = F.cross_entropy(logits, batch_labels, reduction="none")
                 if objective == "group_dro":
                     loss = progress.dro.loss(losses, batch_groups, reduce=reduce_sum)
@@ -288,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
             train_images, train_labels, train_subgroups,
         )
         partners = load_file(str(output_dir / "stage1-partners.safetensors"))["partners"]
+        if not config["patch"].get("use_matches", True):
+            # Ablation: Stage 2 without matched samples, which leaves group DRO alone.
+            partners = torch.full_like(partners, -1)
         model = train_stage(
             new_accelerator, model, train_set, val_loader, config["patch"], names, output_dir, "patch",
             partners=partners, images_all=train_images, groups_all=train_groups, resume=args.resume,

@@ -19,7 +19,7 @@ import yaml
 
 from zoo.registry import CheckpointInfo, bundled_checkpoint_dir, get_info, repo_root
 
-__all__ = ["front_matter", "load_results", "render_card"]
+__all__ = ["front_matter", "load_results", "load_variants", "render_card"]
 
 METRIC_NAMES = {
     "accuracy": "Accuracy",
@@ -33,6 +33,17 @@ def load_results(model_id: str, results_dir: str | Path | None = None) -> dict[s
     folder = Path(results_dir) if results_dir else repo_root() / "cards" / "results"
     path = folder / f"{model_id}.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_variants(model_id: str, results_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Read the results of variants (ablations) of `model_id`: files `<id>-*.json` with a `variant` entry."""
+    folder = Path(results_dir) if results_dir else repo_root() / "cards" / "results"
+    variants = {}
+    for path in sorted(folder.glob(f"{model_id}-*.json")):
+        results = json.loads(path.read_text())
+        if results.get("model_id") == model_id and results.get("variant"):
+            variants[results["variant"]] = results
+    return variants
 
 
 def front_matter(info: CheckpointInfo, results: dict[str, Any] | None) -> dict[str, Any]:
@@ -136,6 +147,7 @@ def render_card(model_id: str, output_dir: str | Path | None = None, results_dir
         raise FileNotFoundError(f"card source {source} not found; write the card's prose there first")
 
     results = load_results(model_id, results_dir)
+    variants = load_variants(model_id, results_dir)
     baseline = get_info(info.baseline) if info.baseline else None
     baseline_results = load_results(info.baseline, results_dir) if info.baseline else None
 
@@ -160,6 +172,7 @@ def render_card(model_id: str, output_dir: str | Path | None = None, results_dir
         results=results,
         baseline=baseline,
         baseline_results=baseline_results,
+        variants=variants,
         plots=plots,
         paper=info.paper,
     )

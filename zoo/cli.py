@@ -68,7 +68,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from zoo.evaluation import evaluate
 
     command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
-    results = evaluate(args.id, split=args.split, seeds=args.seed, runs_dir=args.runs_dir, output=args.output, command=command)
+    results = evaluate(
+        args.id, split=args.split, seeds=args.seed, runs_dir=args.runs_dir, output=args.output, command=command,
+        run_name=args.run_name,
+    )
     print(json.dumps(results, indent=2))
     return 0
 
@@ -198,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--runs-dir", default="runs", help="folder of retrained seeds (default: runs)")
     sub.add_argument("--output", help="results file (default: cards/results/ID.json)")
+    sub.add_argument(
+        "--run-name",
+        help="evaluate a variant (ablation) trained into RUNS_DIR/RUN_NAME/seed-N instead of the bundled weights; "
+        "results go to cards/results/RUN_NAME.json",
+    )
     sub.set_defaults(func=cmd_eval)
 
     sub = commands.add_parser("card", help="render checkpoints/ID/README.md from the card source and results")

@@ -95,14 +95,15 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _checkpoint_for_seed(model_id: str, seed: int, bundled_seed: int, runs_dir: Path) -> Path | str:
+def _checkpoint_for_seed(model_id: str, seed: int, bundled_seed: int | None, runs_dir: Path, run_name: str) -> Path | str:
     if seed == bundled_seed:
         return model_id
-    folder = runs_dir / model_id / f"seed-{seed}"
+    folder = runs_dir / run_name / f"seed-{seed}"
     if not (folder / WEIGHTS_NAME).is_file():
+        train = f"zoo train {model_id} --seed {seed}" if run_name == model_id else "its training script with --seed"
         raise EvaluationError(
-            f"no checkpoint of {model_id} for training seed {seed} in {folder}. "
-            f"Train it with `zoo train {model_id} --seed {seed}`, or drop --seed {seed}."
+            f"no checkpoint of {run_name} for training seed {seed} in {folder}. "
+            f"Train it with `{train}`, or drop --seed {seed}."
         )
     return folder
 
@@ -115,6 +116,7 @@ def evaluate(
     runs_dir: str | Path = "runs",
     output: str | Path | None = None,
     command: str | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a registered checkpoint (and optionally retrained seeds) and write the results file.
 
@@ -125,14 +127,23 @@ def evaluate(
         runs_dir: folder holding `<id>/seed-<seed>` checkpoints of other seeds.
         output: results file (default `cards/results/<id>.json`); None or "" keeps the default.
         command: the command line recorded in the results.
+        run_name: evaluate a variant of the checkpoint (an ablation) instead: every seed is read
+            from `<runs_dir>/<run_name>/seed-<seed>`, none from the bundled folder, and the results
+            go to `cards/results/<run_name>.json`.
     """
     import zoo
     from zoo.registry import get_info
 
     info = get_info(model_id)
-    bundled = zoo.load(model_id)
-    bundled_seed = int((bundled.config.get("training") or {}).get("seed", 0))
-    seeds = list(dict.fromkeys(seeds)) if seeds else [bundled_seed]
+    runs_dir = Path(runs_dir)
+    if run_name:
+        seeds = list(dict.fromkeys(seeds)) if seeds else [0]
+        bundled_seed = None
+        bundled = zoo.load(_checkpoint_for_seed(model_id, seeds[0], None, runs_dir, run_name))
+    else:
+        bundled = zoo.load(model_id)
+        bundled_seed = int((bundled.config.get("training") or {}).get("seed", 0))
+        seeds = list(dict.fromkeys(seeds)) if seeds else [bundled_seed]
     data = bundled.config.get("data")
     if not data:
         raise EvaluationError(f"{model_id} has no 'data' entry in its config, so its evaluation data is unknown")
@@ -140,7 +151,7 @@ def evaluate(
 
     per_seed: dict[str, Any] = {}
     for seed in seeds:
-        source = _checkpoint_for_seed(model_id, seed, bundled_seed, Path(runs_dir))
+        source = _checkpoint_for_seed(model_id, seed, bundled_seed, runs_dir, run_name or model_id)
         model = bundled if source == model_id else zoo.load(source)
         weights = _bundled_weights(model_id) if source == model_id else Path(source) / WEIGHTS_NAME
         logger.info("evaluating %s seed %d on %s", model_id, seed, split)
@@ -161,6 +172,7 @@ def evaluate(
 
     results: dict[str, Any] = {
         "model_id": model_id,
+        "variant": run_name,
         "method": info.method,
         "dataset": {"name": data.get("name"), "protocol": data.get("protocol"), "data_seed": data.get("seed"), "split": split},
         "metrics": per_seed[str(seeds[0])]["metrics"],
@@ -168,13 +180,16 @@ def evaluate(
         "summary": summary,
         "versions": _versions(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command or f"zoo eval {model_id} --split {split} " + " ".join(f"--seed {s}" for s in seeds),
+        "command": command
+        or f"zoo eval {model_id} --split {split} "
+        + (f"--run-name {run_name} " if run_name else "")
+        + " ".join(f"--seed {s}" for s in seeds),
     }
     extras = getattr(bundled, "evaluation_extras", None)
     if callable(extras):
         results.update(extras(dataset))
 
-    path = Path(output) if output else results_path(model_id)
+    path = Path(output) if output else results_path(run_name or model_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     return results

@@ -5,13 +5,14 @@ Paper: Sara Romiti, Christopher Inskip, Viktoriia Sharmanska and Novi Quadrianto
 ECCV 2022 (arXiv 2208.02192). Reference code: https://github.com/wearepal/RealPatch, which
 contains Stage 1 (matching) only.
 
-Stage 1 (kept as in the reference code): features of the training images from an encoder
-trained on the task, L2-normalised; a logistic-regression propensity model of the subgroup
-with group-balanced weights; temperature scaling of the scores; a fixed caliper that drops
-anchors with extreme scores and a std caliper on score differences; 1-nearest-neighbour
-matching with replacement across subgroups, in both directions. Matching is restricted to
-samples of the same class by default (the reference code matches across classes; set
-`within_class=False` for that). The matcher is `zoo.matching`, computed blockwise.
+Stage 1 is kept as in the reference code. An encoder trained on the task embeds the training
+images (L2-normalised). A logistic-regression propensity model of the subgroup is fitted with
+group-balanced weights, and its scores are temperature-scaled. A fixed caliper drops anchors
+with extreme scores and a std caliper bounds score differences. Every remaining anchor is
+matched 1-nearest-neighbour, with replacement, to the other subgroup, in both directions.
+Matching is restricted to samples of the same class by default (the reference code matches
+across classes; set `within_class=False` for that). The matcher is `zoo.matching`, computed
+blockwise.
 
 Stage 2 (our reading): the reference code has no Stage 2, and the exact published objective
 could not be checked. Following CAMEL, on which RealPatch builds, the patched classifier
