@@ -178,6 +178,7 @@ def train_stage(
 
     objective = settings.get("objective", "erm")
     consistency_weight = float(settings.get("consistency_weight", 0.0))
+    partners_in_objective = bool(settings.get("partners_in_objective", True))
     selection = settings.get("selection", "worst_group")
 
     def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -199,9 +200,11 @@ def train_stage(
                 else:
                     batch_images, batch_labels, batch_groups = images, labels, groups
                 logits = model(batch_images)
-                losses = F.cross_entropy(logits, batch_labels, reduction="none")
+                # With partners_in_objective false, matched samples enter only the consistency term.
+                supervised = len(batch_images) if partners_in_objective else len(images)
+                losses = F.cross_entropy(logits[:supervised], batch_labels[:supervised], reduction="none")
                 if objective == "group_dro":
-                    loss = progress.dro.loss(losses, batch_groups, reduce=reduce_sum)
+                    loss = progress.dro.loss(losses, batch_groups[:supervised], reduce=reduce_sum)
                 else:
                     loss = losses.mean()
                 if partners is not None and consistency_weight > 0 and has.any():

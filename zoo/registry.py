@@ -131,7 +131,7 @@ _ENTRIES = [
         id="realpatch-coloured-digits",
         model_class="RealPatch",
         hub_repo="zoo-models/realpatch-coloured-digits",
-        sha256="f0e7c8b70bc5f362d99a3a47b0927cb435ba0119fff937450953d6a458c676bf",
+        sha256="9d0d163e9b0e43da5e57d9180a9e20a31f42dc5e17b0f08dc060b7a0dd0034bf",
         method="RealPatch",
         summary=(
             "Small CNN patched by RealPatch (propensity-score matching across colours, then a group-robust "

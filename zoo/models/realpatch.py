@@ -15,10 +15,11 @@ across classes; set `within_class=False` for that). The matcher is `zoo.matching
 blockwise.
 
 Stage 2 (our reading): the reference code has no Stage 2, and the exact published objective
-could not be checked. Following CAMEL, on which RealPatch builds, the patched classifier
-trains on the original samples plus their matched counterparts with online group DRO over
-the (class, subgroup) groups and a Jensen-Shannon consistency term between the predictions
-for each sample and its match.
+could not be checked. Following CAMEL, on which RealPatch builds, the patched classifier trains
+with online group DRO over the (class, subgroup) groups and a Jensen-Shannon consistency term
+between the predictions for each sample and its match. The training config decides whether
+matched samples also enter the group DRO objective (`partners_in_objective`). On Coloured
+Digits they do not, because there the few minority images would be repeated hundreds of times.
 
 The checkpoint keeps the Stage-1 encoder and propensity model next to the patched
 classifier, so matches and balance diagnostics can be recomputed from the weights alone.
