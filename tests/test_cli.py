@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from zoo import cli
 from zoo.cli import main
 from zoo.registry import REGISTRY
 
@@ -227,3 +228,20 @@ def test_train_dry_run_processes(capsys):
     err = capsys.readouterr().err
     assert "accelerate.commands.launch" in err
     assert "--num_processes 2" in err
+
+
+def test_demo_runs_combined_app(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda command: calls.append(command) or 0)
+
+    assert cli.main(["demo", "--port", "7999"]) == 0
+
+    assert calls[0][1].endswith("spaces/app.py")
+    assert calls[0][-4:] == ["--host", "127.0.0.1", "--port", "7999"]
+
+
+def test_card_writes_readme(tmp_path, capsys):
+    assert cli.main(["card", "erm-coloured-digits", "--output-dir", str(tmp_path)]) == 0
+
+    assert capsys.readouterr().out.strip() == str(tmp_path / "README.md")
+    assert (tmp_path / "README.md").read_text().startswith("---\n")
