@@ -75,7 +75,7 @@ def launch(app, *, host: str = "127.0.0.1", port: int = 7860, **kwargs):
     `gr.Blocks.launch`.
     """
     css = "\n".join(getattr(importlib.import_module(tab.module), "CSS", "") for tab in TABS)
-    settings = {"ssr_mode": False, "max_file_size": "10mb", "css": css, **kwargs}
+    settings = {"ssr_mode": False, "max_file_size": "10mb", "css": css, "show_error": True, **kwargs}
     return app.launch(server_name=host, server_port=port, **settings)
 
 

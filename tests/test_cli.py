@@ -232,12 +232,23 @@ def test_train_dry_run_processes(capsys):
 
 def test_demo_runs_combined_app(monkeypatch):
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda command: calls.append(command) or 0)
+    monkeypatch.setattr(cli.os, "execv", lambda program, command: calls.append(command))
 
     assert cli.main(["demo", "--port", "7999"]) == 0
 
     assert calls[0][1].endswith("spaces/app.py")
     assert calls[0][-4:] == ["--host", "127.0.0.1", "--port", "7999"]
+
+
+@pytest.mark.parametrize("option", [["--epochs", "0"], ["--processes", "0"]])
+def test_train_rejects_nonpositive(option, capsys):
+    assert cli.main(["train", "erm-coloured-digits", *option, "--dry-run"]) == 2
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_predict_missing_folder_named(capsys, digit_pngs):
+    assert cli.main(["predict", "./no-such-checkpoint", str(digit_pngs[0])]) == 2
+    assert "checkpoint folder ./no-such-checkpoint not found" in capsys.readouterr().err
 
 
 def test_card_writes_readme(tmp_path, capsys):

@@ -92,7 +92,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="replace the config's epochs of the final stage (for quick runs)")
     parser.add_argument("--resume", action="store_true", help="continue from the last saved state in the output folder")
     parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    return args
 
 
 def make_model(config: dict[str, Any], dataset, seed: int):
@@ -159,6 +162,8 @@ def train_stage(
     """
     accelerator = new_accelerator()
     epochs = int(settings["epochs"])
+    if epochs < 1:
+        raise SystemExit(f"error: {stage} epochs must be at least 1, got {epochs}")
     loader = DataLoader(train_set, batch_size=int(settings["batch_size"]), shuffle=True, drop_last=False)
     optimizer = torch.optim.AdamW(
         [p for n, p in model.named_parameters() if not n.startswith(("match_encoder.", "propensity."))],

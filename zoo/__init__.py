@@ -78,10 +78,14 @@ def load(
                     raise CheckpointError(
                         f"bundled weights {folder / 'model.safetensors'} have sha256 {digest}, but the registry "
                         f"expects {entry.sha256}. The file was changed or retrained; restore it with "
-                        f"`git checkout -- {folder}`, or pass verify=False to load it anyway."
+                        f"`git checkout -- {folder}` in the zoo checkout, or load it anyway with "
+                        "`zoo.load(..., verify=False)` in Python."
                     )
             return ZooModel.from_pretrained(folder, **hub_kwargs)
         return ZooModel.from_pretrained(entry.hub_repo, revision=revision or entry.revision, **hub_kwargs)
+    looks_like_path = path.startswith((".", "/", "~")) or path.count("/") > 1 or (os.sep != "/" and os.sep in path)
+    if looks_like_path and not os.path.exists(path):
+        raise CheckpointError(f"checkpoint folder {path} not found")
     if os.path.exists(path) or is_repo_id(path):
         # An existing file is rejected by from_pretrained with "expected a checkpoint folder".
         return ZooModel.from_pretrained(path, revision=revision, **hub_kwargs)

@@ -113,6 +113,12 @@ def training_command(model_id: str, *, seed: int | None, output_dir: str | None,
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.processes < 1:
+        print(f"error: --processes must be at least 1, got {args.processes}", file=sys.stderr)
+        return 2
+    if args.epochs is not None and args.epochs < 1:
+        print(f"error: --epochs must be at least 1, got {args.epochs}", file=sys.stderr)
+        return 2
     command = training_command(
         args.id, seed=args.seed, output_dir=args.output_dir, resume=args.resume, epochs=args.epochs, processes=args.processes
     )
@@ -142,20 +148,21 @@ def cmd_push(args: argparse.Namespace) -> int:
         )
         return 2
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(token=args.token)
     try:
         api.create_repo(args.repo_id, repo_type="model", private=args.private, exist_ok=True)
         commit = api.upload_folder(
             folder_path=str(folder),
+            # Only the Hub layout: training state or caches left in the folder stay local.
+            allow_patterns=["config.json", "model.safetensors", "README.md", "assets/*"],
             repo_id=args.repo_id,
             repo_type="model",
             revision=args.branch,
             commit_message=args.message or f"Upload {args.id} from zoo",
         )
-    except (HfHubHTTPError, OSError) as error:
-        print(f"error: upload of {folder} to {args.repo_id} failed: {error}", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - network and HTTP errors come from several libraries
+        print(f"error: upload of {folder} to {args.repo_id} failed ({type(error).__name__}): {error}", file=sys.stderr)
         return 1
     print(commit.commit_url if hasattr(commit, "commit_url") else commit)
     return 0
@@ -169,7 +176,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"error: {app} not found; the demo needs a source checkout of zoo", file=sys.stderr)
         return 2
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    return subprocess.call([sys.executable, str(app), "--host", args.host, "--port", str(args.port)])
+    # Replace this process, so stopping `zoo demo` stops the server too.
+    os.execv(sys.executable, [sys.executable, str(app), "--host", args.host, "--port", str(args.port)])
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Configure zoo's own logger only: libraries such as huggingface_hub print their own warnings.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("zoo").addHandler(handler)
+    logging.getLogger("zoo").setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except (UnknownModelError, CheckpointError, EvaluationError, ImageInputError, FileNotFoundError) as error:

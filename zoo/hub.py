@@ -284,7 +284,7 @@ class ZooModel(
             )
         if not issubclass(model_cls, cls):
             raise CheckpointError(
-                f"{folder / CONFIG_NAME} describes a {class_name} checkpoint, not a {cls.__name__}. "
+                f"{folder / CONFIG_NAME} describes a checkpoint of class {class_name}, not of class {cls.__name__}. "
                 f"Load it with {class_name}.from_pretrained or zoo.load."
             )
         return model_cls
@@ -296,9 +296,10 @@ class ZooModel(
         unknown = sorted(set(config) - accepted - set(RESERVED_KEYS))
         if unknown:
             raise CheckpointError(
-                f"{folder / CONFIG_NAME} has keys {unknown} that {cls.__name__} does not accept. "
-                f"Accepted keys: {sorted(accepted)}. The checkpoint was saved by zoo "
-                f"{config.get(VERSION_KEY, 'unknown')} (this is {__version__}); use a matching version."
+                f"{folder / CONFIG_NAME} has keys {unknown} that {cls.__name__} does not accept "
+                f"(accepted: {sorted(accepted)}). Either the file was edited, or it was saved by another zoo "
+                f"version (saved by {config.get(VERSION_KEY, 'unknown')}, this is {__version__}); remove the keys "
+                "or use the matching version."
             )
         return {key: value for key, value in config.items() if key not in RESERVED_KEYS}
 
@@ -321,7 +322,7 @@ class ZooModel(
             problems.append(f"unexpected tensors: {unexpected[:10]}" + (" ..." if len(unexpected) > 10 else ""))
         if problems:
             raise CheckpointError(
-                f"{source} does not fit {type(self).__name__} with config {self.config}: " + "; ".join(problems)
+                f"{source} does not fit {type(self).__name__} as configured in its config.json: " + "; ".join(problems)
                 + ". The weights were saved from a different architecture or config."
             )
         self.load_state_dict(state, strict=strict)

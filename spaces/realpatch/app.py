@@ -419,6 +419,11 @@ def build_demo(realpatch: str = DEFAULT_REALPATCH, erm: str = DEFAULT_ERM) -> gr
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(
+        description="Serve the RealPatch Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
+    ).parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Gradio checks its own server through httpx at startup, which would log every request.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -430,4 +435,5 @@ if __name__ == "__main__":
         ssr_mode=False,
         max_file_size="10mb",
         css=CSS,
+        show_error=True,
     )

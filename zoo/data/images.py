@@ -56,7 +56,9 @@ def load_image(source: str | os.PathLike) -> Image.Image:
             f"{path} is not an image file PIL can read (supported: {', '.join(IMAGE_SUFFIXES)})"
         ) from error
     except (OSError, SyntaxError) as error:
-        raise ImageInputError(f"cannot decode {path}: {error}. The file is truncated or corrupt.") from error
+        raise ImageInputError(
+            f"cannot decode image {path}, which is truncated or corrupt ({error}). Re-export or re-download it."
+        ) from error
 
 
 def to_pil(image: ImageLike) -> Image.Image:
