@@ -21,11 +21,11 @@ $(VENV)/.torch: | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install --quiet -e ".[spaces]"
+	$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e ".[spaces]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install --quiet -e ".[dev,spaces]"
+	$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e ".[dev,spaces]"
 	touch $@
 
 install: $(VENV)/.installed

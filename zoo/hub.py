@@ -188,6 +188,17 @@ class ZooModel(
         # safetensors' save_model drops duplicate views of shared tensors instead of failing.
         save_model(self, str(save_directory / WEIGHTS_NAME))
 
+    def generate_model_card(self, *args: Any, **kwargs: Any):
+        """Write a short card for folders saved outside the registry; `zoo card ID` renders full cards."""
+        card = super().generate_model_card(*args, **kwargs)
+        card.text = (
+            f"\n# {type(self).__name__} checkpoint\n\n"
+            f"Saved by zoo {__version__}. Load it with `zoo.load(\"<this folder>\")` or "
+            f"`{type(self).__name__}.from_pretrained(\"<this folder>\")`. The constructor arguments, "
+            "including preprocessing and training provenance, are in `config.json`.\n"
+        )
+        return card
+
     # Loading -------------------------------------------------------------------------------
 
     @classmethod

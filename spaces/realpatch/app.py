@@ -318,14 +318,15 @@ def _introduction() -> str:
 ### RealPatch: model patching with real samples
 
 **Data.** Coloured Digits: scikit-learn's real handwritten digit scans, split into the classes
-*digits 01234* and *digits 56789* and drawn red or green. In the training split {share} of the
-small digits are red and {share} of the large digits are green; the test split is balanced.
+*digits 01234* and *digits 56789* and drawn red or green. In the training split about {share} of
+the small digits are red and about {share} of the large digits are green; the test split is balanced.
 
 **ERM** (plain empirical risk minimisation) can learn the shortcut and read the colour, so a
-red 7 or a green 2 may fool it. **RealPatch** (Romiti et al., ECCV 2022) first pairs every training
-image with a real training image of the same class in the other colour and with a close
-propensity score (Stage 1, statistical matching), then trains the classifier on the originals
-plus their matches (Stage 2), so that colour stops predicting the class.
+red 7 or a green 2 may fool it. **RealPatch** (Romiti et al., ECCV 2022) first pairs training
+images with their nearest real training image of the same class in the other colour, keeping
+only images whose propensity score P(green | image) passes the calipers (Stage 1, statistical
+matching). Stage 2 then trains the classifier with a group-robust objective and asks it to give
+each image and its match the same prediction, so that colour stops predicting the class.
 
 Pick a test digit or upload an image of a digit, choose a colour and press **Compare**. The
 matched pair shows the training image that Stage 1 pairs with your image in the other colour.
