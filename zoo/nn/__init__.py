@@ -2,5 +2,20 @@
 
 from zoo.nn.convnet import ConvEncoder
 from zoo.nn.memory import EmaTeacher, FifoMemoryBank, linear_momentum
+from zoo.nn.set_discriminator import (
+    SetDiscriminator,
+    batch_to_bags,
+    discriminator_loss,
+    encoder_adversarial_loss,
+)
 
-__all__ = ["ConvEncoder", "EmaTeacher", "FifoMemoryBank", "linear_momentum"]
+__all__ = [
+    "ConvEncoder",
+    "EmaTeacher",
+    "FifoMemoryBank",
+    "SetDiscriminator",
+    "batch_to_bags",
+    "discriminator_loss",
+    "encoder_adversarial_loss",
+    "linear_momentum",
+]
