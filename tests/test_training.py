@@ -117,3 +117,22 @@ def test_two_process_run(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert isinstance(zoo.load(output), ImageClassifier)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("patch_settings", [{"partners_in_objective": True}, {"use_matches": False}])
+def test_realpatch_stage2_variants_run(realpatch_run, tmp_path, patch_settings):
+    config = yaml.safe_load((realpatch_run.parent / "realpatch.yaml").read_text())
+    config["patch"].update(patch_settings)
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(config))
+    output = tmp_path / "out"
+    output.mkdir()
+    # Reuse the module run's Stage 0 and 1 so only Stage 2 runs here.
+    for name in ("stage1.safetensors", "stage1-partners.safetensors", "stage1-balance.json"):
+        (output / name).write_bytes((realpatch_run / name).read_bytes())
+
+    result = run_script("--config", str(path), "--output-dir", str(output), "--cpu", "--resume")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert isinstance(zoo.load(output), RealPatch)
