@@ -23,9 +23,10 @@ What is kept:
 
 What is scaled down, and why:
 
-- The encoder and decoder are a few strided convolutions for 32x32 images instead of the
-  paper's larger ResNet-style autoencoders, so that the models train on a CPU in minutes.
-- The discriminator's hidden width defaults to 64 for the same reason.
+- The encoder and decoder are a few strided convolutions for 32x32 images, far smaller than the
+  image autoencoders the paper trains, to keep training cheap enough for a CPU.
+- The discriminator's hidden width defaults to 64, a size chosen for the same CPU budget rather
+  than taken from the paper.
 - The alternation schedule (several discriminator steps per encoder step), the optimisers and
   how bags are drawn (`zoo.data.bags.BalancedBagSampler`) belong to the training code. This
   module only computes the losses for one batch of each kind.
@@ -144,7 +145,7 @@ class SupportMatching(
                 f"got zs_dim={zs_dim}. Set zs_dim=None or s_as_zs=False"
             )
         if reconstruction_loss not in RECONSTRUCTION_LOSSES:
-            raise ValueError(f"unknown reconstruction_loss {reconstruction_loss!r}; expected one of {RECONSTRUCTION_LOSSES}")
+            raise ValueError(f"unknown reconstruction_loss {reconstruction_loss!r}. Expected one of {RECONSTRUCTION_LOSSES}")
         for name, weight in (
             ("reconstruction_weight", reconstruction_weight),
             ("adversarial_weight", adversarial_weight),
@@ -155,7 +156,7 @@ class SupportMatching(
         _check_positive_int("bag_size", bag_size)
         _check_positive_int("discriminator_hidden", discriminator_hidden)
         if aggregator not in AGGREGATORS:
-            raise ValueError(f"unknown aggregator {aggregator!r}; expected one of {AGGREGATORS}")
+            raise ValueError(f"unknown aggregator {aggregator!r}. Expected one of {AGGREGATORS}")
 
         self.preprocessing = dict(preprocessing or DEFAULT_PREPROCESSING)
         image_size = self.preprocessing.get("image_size")
@@ -167,7 +168,7 @@ class SupportMatching(
             )
         mode = self.preprocessing.get("mode", "RGB")
         if mode not in ("RGB", "L"):
-            raise ValueError(f"unsupported preprocessing mode {mode!r}; expected 'RGB' or 'L'")
+            raise ValueError(f"unsupported preprocessing mode {mode!r}. Expected 'RGB' or 'L'")
 
         self.num_classes = num_classes
         self.num_subgroups = num_subgroups
@@ -348,8 +349,8 @@ class SupportMatching(
         for name, size in (("training", num_train), ("deployment", deployment_images.shape[0])):
             if size % self.bag_size:
                 raise ValueError(
-                    f"{name} batch size {size} is not a multiple of bag_size={self.bag_size}; "
-                    "the adversarial loss compares whole bags, so draw batches of complete bags"
+                    f"{name} batch size {size} is not a multiple of bag_size={self.bag_size}. "
+                    "The adversarial loss compares whole bags, so draw batches of complete bags"
                 )
 
         train_zs, train_zy = self.encode(train_images)
@@ -421,7 +422,7 @@ def _encode_class_codes(model: SupportMatching, images: torch.Tensor, batch_size
 def _check_labelled_set(model: SupportMatching, images: torch.Tensor, labels: torch.Tensor, subgroups: torch.Tensor) -> None:
     num_images = images.shape[0] if images.ndim else 0
     if num_images == 0:
-        raise ValueError("images is empty; pass at least one labelled image")
+        raise ValueError("images is empty. Pass at least one labelled image")
     if labels.shape != (num_images,) or subgroups.shape != (num_images,):
         raise ValueError(
             f"labels and subgroups must have shape ({num_images},), got {tuple(labels.shape)} and {tuple(subgroups.shape)}"
@@ -475,7 +476,8 @@ def fit_balanced_classifier(
     _check_labelled_set(model, images, labels, subgroups)
     _check_positive_int("steps", steps)
     _check_positive_int("batch_size", batch_size)
-    _check_weight("learning_rate", learning_rate)
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
 
     groups = group_ids(labels.cpu(), subgroups.cpu(), model.num_subgroups)
     num_groups = int(torch.unique(groups).numel())
