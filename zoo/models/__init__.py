@@ -1,6 +1,8 @@
 """Model classes. Importing this package registers every class with `ZooModel`."""
 
 from zoo.models.classifier import ImageClassifier
+from zoo.models.okapi import Okapi
 from zoo.models.realpatch import RealPatch
+from zoo.models.supmatch import SupportMatching
 
-__all__ = ["ImageClassifier", "RealPatch"]
+__all__ = ["ImageClassifier", "Okapi", "RealPatch", "SupportMatching"]

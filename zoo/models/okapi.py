@@ -2,8 +2,9 @@
 
 Paper: Myles Bartlett, Sara Romiti, Viktoriia Sharmanska and Novi Quadrianto, "Okapi:
 Generalising Better by Making Statistical Matches Match", NeurIPS 2022 (arXiv 2211.05236).
+Reference code: https://github.com/wearepal/okapi (`src/algorithms/semi_supervised/okapi`).
 
-One training step, as in the reference code:
+One training step, as in the reference code with its L2 feature consistency loss:
 
 1. The online classifier embeds labelled and unlabelled images in one batch, giving
    L2-normalised features z and class logits.
@@ -21,18 +22,26 @@ One training step, as in the reference code:
 8. The total loss is L_sup + L_ps + lambda(t) * match_rate * L_cons, where lambda rises
    linearly from 0 over a warm-up.
 
-Kept: the order of teacher update, key assembly and bank push; the online group-balanced
-propensity head; temperature-scaled scores; fixed, std and two-way calipers; k neighbours
-with each query's own key excluded; the match-rate scaling and the linear warm-up of the
-consistency weight.
+Kept from the reference code:
+
+- the order of teacher update, key assembly and bank push,
+- the online propensity head with its group-balanced loss, and temperature-scaled scores,
+- the fixed, std and two-way calipers, and k neighbours with each query's own key excluded,
+- the match-rate scaling and the linear warm-up of the consistency weight.
 
 Simplified:
 
-- The backbone is the small `ConvEncoder` of `ImageClassifier`, not the ImageNet-pretrained
-  networks of the paper, so a model trains on a CPU and its checkpoint stays small.
-- There is no data augmentation (the reference applies RandAugment-style transforms to the
-  online view). `training_losses` takes preprocessed batches, and augmentation, if wanted,
-  belongs to the caller's data pipeline.
+- The backbone is the small `ConvEncoder` of `ImageClassifier`, not the ConvNeXt and
+  ResNet-50 backbones of the reference configs, so a model trains on a CPU and its
+  checkpoint stays small.
+- There is no data augmentation. `training_losses` takes one preprocessed view of each
+  image, and augmentation, if wanted, belongs to the caller's data pipeline.
+- Only the L2 feature consistency loss is implemented, and features are always
+  L2-normalised. The reference also offers a KL loss on logits (its default) and an NNCLR
+  loss, and normalises features only when asked to.
+- The unlabelled branch (teacher update, bank push, propensity and consistency losses) runs
+  at every step. The reference skips it while the consistency weight is 0, so with a
+  warm-up its teacher and bank start one step later.
 - The teacher averages the encoder only. The reference averages the whole model, but only
   the teacher's features enter the loss, so an averaged head would never be used.
 - The momentum of the teacher follows the caller's `step`, the same counter that drives the
@@ -131,8 +140,9 @@ class Okapi(ImageClassifier, tags=["okapi", "statistical-matching", "domain-gene
         training: training provenance.
     """
 
-    # NOTE: the caliper, memory and momentum defaults are plausible starting points for small
-    # images, not values tuned on any benchmark or copied from the paper's per-dataset tables.
+    # The caliper, momentum and consistency defaults are those of the reference code. The
+    # reference bank stores 16384 entries, and 1024 keeps the saved bank small.
+    # NOTE: no default has been tuned for the small ConvEncoder backbone.
     def __init__(
         self,
         *,
@@ -144,15 +154,15 @@ class Okapi(ImageClassifier, tags=["okapi", "statistical-matching", "domain-gene
         binary: bool = True,
         memory_capacity: int = 1024,
         temperature: float = 1.0,
-        fixed_caliper: float | None = 0.9,
+        fixed_caliper: float | None = 0.95,
         std_caliper: float | None = 0.2,
         k: int = 1,
         two_way_caliper: bool = True,
-        ema_momentum_start: float = 0.99,
+        ema_momentum_start: float = 0.9,
         ema_momentum_end: float = 0.999,
-        ema_warmup_steps: int = 1000,
+        ema_warmup_steps: int = 0,
         consistency_weight: float = 1.0,
-        consistency_warmup_steps: int = 1000,
+        consistency_warmup_steps: int = 0,
         data: dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
     ) -> None:
@@ -234,7 +244,7 @@ class Okapi(ImageClassifier, tags=["okapi", "statistical-matching", "domain-gene
     # Schedules ----------------------------------------------------------------------------
 
     def consistency_lambda(self, step: int) -> float:
-        """Return lambda(step): linear from 0 at step 0 to `consistency_weight` at the warm-up's end."""
+        """Return the consistency weight lambda at `step`, rising linearly from 0 to `consistency_weight`."""
         if self.consistency_warmup_steps == 0 or step >= self.consistency_warmup_steps:
             return self.consistency_weight
         return self.consistency_weight * max(step, 0) / self.consistency_warmup_steps
@@ -276,7 +286,7 @@ class Okapi(ImageClassifier, tags=["okapi", "statistical-matching", "domain-gene
         key_groups: Tensor,
         generator: torch.Generator | None = None,
     ) -> MatchResult:
-        """Match queries to keys of another group; the first N_q keys must be the queries themselves.
+        """Match queries to keys of another group, where the first N_q keys are the queries themselves.
 
         Binary mode runs one `caliper_match` per query group, so the std caliper pools the
         score variances per direction. Multi-group mode runs one call over all queries. A
@@ -417,7 +427,7 @@ class Okapi(ImageClassifier, tags=["okapi", "statistical-matching", "domain-gene
         images = torch.cat([labelled_images, unlabelled_images])
         groups = self._query_groups(query_groups, num_labelled, unlabelled_images.shape[0], images.device)
 
-        # Step 1: one online pass over both sets, so batch norm sees their joint statistics.
+        # Step 1: one online pass over both sets, so batch norm normalises with their joint statistics.
         online_features = self.forward_features(images)
         logits = self.forward_head(online_features)
         features = F.normalize(online_features, dim=-1)
