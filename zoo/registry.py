@@ -1,6 +1,6 @@
 """The registry of pretrained checkpoints: one entry per set of weights.
 
-An entry says which class rebuilds the weights, where they live (bundled folder and Hub
+An entry records which class rebuilds the weights, where they live (bundled folder and Hub
 repo), how to check them (sha256 of `model.safetensors`), how they were trained (script and
 config), what they were evaluated on, and which paper the method comes from.
 """
@@ -186,7 +186,7 @@ def get_info(model_id: str) -> CheckpointInfo:
 
 
 def repo_root() -> Path:
-    """Root of the source checkout zoo runs from (holds `checkpoints/`, `cards/`, `training/`)."""
+    """Root of the source checkout zoo runs from (contains `checkpoints/`, `cards/`, `training/`)."""
     return Path(__file__).resolve().parents[1]
 
 

@@ -325,8 +325,8 @@ the small digits are red and about {share} of the large digits are green; the te
 red 7 or a green 2 may fool it. **RealPatch** (Romiti et al., ECCV 2022) first pairs training
 images with their nearest real training image of the same class in the other colour, keeping
 only images whose propensity score P(green | image) passes the calipers (Stage 1, statistical
-matching). Stage 2 then trains the classifier with a group-robust objective and asks it to give
-each image and its match the same prediction, so that colour stops predicting the class.
+matching). Stage 2 then trains the classifier with a group-robust objective and a consistency term that
+pushes each image and its match towards the same prediction, so that colour stops predicting the class.
 
 Pick a test digit or upload an image of a digit, choose a colour and press **Compare**. The
 matched pair shows the training image that Stage 1 pairs with your image in the other colour.

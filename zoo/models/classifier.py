@@ -12,7 +12,7 @@ from zoo.data.images import ImageLike, preprocess
 from zoo.hub import ZooModel
 from zoo.nn import ConvEncoder
 
-__all__ = ["ImageClassifier", "DEFAULT_PREPROCESSING"]
+__all__ = ["DEFAULT_PREPROCESSING", "ImageClassifier", "classify_images"]
 
 DEFAULT_PREPROCESSING: dict[str, Any] = {"image_size": 32, "mode": "RGB", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
@@ -65,25 +65,35 @@ class ImageClassifier(ZooModel, pipeline_tag="image-classification", tags=["imag
         """Return class logits `(batch, num_classes)` for preprocessed images `(batch, channels, size, size)`."""
         return self.forward_head(self.forward_features(images))
 
-    @torch.no_grad()
     def predict(self, inputs: ImageLike | Sequence[ImageLike]) -> dict[str, Any] | list[dict[str, Any]]:
         """Classify raw images (paths, PIL images, arrays or tensors in [0, 1]).
 
         Returns one dict per image with `label` (index), `label_name` and `probabilities`
         (class name to probability); a single input gives a single dict.
         """
-        single = not isinstance(inputs, (list, tuple))
-        batch = preprocess(inputs, self.preprocessing).to(next(self.parameters()).device)
-        was_training = self.training
-        self.eval()
-        probabilities = torch.softmax(self(batch), dim=-1).cpu()
-        self.train(was_training)
-        results = [
-            {
-                "label": int(row.argmax()),
-                "label_name": self.label_names[int(row.argmax())],
-                "probabilities": {name: round(float(p), 6) for name, p in zip(self.label_names, row)},
-            }
-            for row in probabilities
-        ]
-        return results[0] if single else results
+        return classify_images(self, inputs, self.preprocessing, self.label_names)
+
+
+@torch.no_grad()
+def classify_images(
+    model: torch.nn.Module,
+    inputs: ImageLike | Sequence[ImageLike],
+    preprocessing: dict[str, Any],
+    label_names: Sequence[str],
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """Run a classifier whose `forward` returns class logits on raw images, in eval mode, as JSON-able dicts."""
+    single = not isinstance(inputs, (list, tuple))
+    batch = preprocess(inputs, preprocessing).to(next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    probabilities = torch.softmax(model(batch), dim=-1).cpu()
+    model.train(was_training)
+    results = [
+        {
+            "label": int(row.argmax()),
+            "label_name": label_names[int(row.argmax())],
+            "probabilities": {name: round(float(p), 6) for name, p in zip(label_names, row)},
+        }
+        for row in probabilities
+    ]
+    return results[0] if single else results

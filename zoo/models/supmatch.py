@@ -44,10 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.data.bags import BalancedBagSampler, group_ids
-from zoo.data.images import ImageLike, preprocess
+from zoo.data.images import ImageLike
 from zoo.hub import ZooModel
 from zoo.metrics import group_metrics
-from zoo.models.classifier import DEFAULT_PREPROCESSING
+from zoo.models.classifier import DEFAULT_PREPROCESSING, classify_images
 from zoo.nn.set_discriminator import (
     AGGREGATORS,
     SetDiscriminator,
@@ -279,28 +279,13 @@ class SupportMatching(
         _, zy = self.encode(images)
         return self.classifier_head(zy)
 
-    @torch.no_grad()
     def predict(self, inputs: ImageLike | Sequence[ImageLike]) -> dict[str, Any] | list[dict[str, Any]]:
         """Classify raw images (paths, PIL images, arrays or tensors in [0, 1]).
 
         Returns one dict per image with `label` (index), `label_name` and `probabilities`
         (class name to probability). A single input gives a single dict.
         """
-        single = not isinstance(inputs, (list, tuple))
-        batch = preprocess(inputs, self.preprocessing).to(next(self.parameters()).device)
-        was_training = self.training
-        self.eval()
-        probabilities = torch.softmax(self(batch), dim=-1).cpu()
-        self.train(was_training)
-        results = [
-            {
-                "label": int(row.argmax()),
-                "label_name": self.label_names[int(row.argmax())],
-                "probabilities": {name: round(float(p), 6) for name, p in zip(self.label_names, row)},
-            }
-            for row in probabilities
-        ]
-        return results[0] if single else results
+        return classify_images(self, inputs, self.preprocessing, self.label_names)
 
     # Losses --------------------------------------------------------------------------------
 
