@@ -101,8 +101,8 @@ def _as_feature_matrix(features) -> np.ndarray:
     if not np.isfinite(array).all():
         bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
         raise ValueError(
-            f"features contain NaN or infinite values in {bad_rows.size} rows, first row "
-            f"{int(bad_rows[0])}. Remove or impute those samples first"
+            f"features contain NaN or infinite values in {bad_rows.size} of {array.shape[0]} "
+            f"rows, first row {int(bad_rows[0])}. Remove or impute those samples first"
         )
     return array
 
@@ -113,8 +113,9 @@ def _normalise_rows(features: np.ndarray) -> np.ndarray:
     zero_rows = np.flatnonzero(norms[:, 0] == 0)
     if zero_rows.size:
         raise ValueError(
-            f"{zero_rows.size} feature rows are all zeros, first row {int(zero_rows[0])}, and "
-            "have no direction for spherical k-means. Remove them or pass spherical=False"
+            f"{zero_rows.size} of {features.shape[0]} feature rows are all zeros, first row "
+            f"{int(zero_rows[0])}, and have no direction for spherical k-means. Remove them or "
+            "pass spherical=False"
         )
     return features / norms
 
@@ -195,18 +196,19 @@ def kmeans_labels(
     NOTE: when the features contain fewer distinct points than k, k-means leaves some cluster
     ids unused. `BalancedBagSampler` draws only from ids that occur, so this is harmless there.
 
-    Raises ValueError when `features` is not a finite, real 2-D array, when a row is all zeros
-    with `spherical=True`, when there are too few samples for a k (fewer than `num_clusters`,
-    or not more than a candidate k), when `candidate_clusters` is empty, contains duplicates
-    or a k below 2, when `seed` is not a non-negative integer, or when no candidate gets a
-    defined silhouette score.
+    Raises ValueError when `features` is not a finite, real 2-D array, or when a row is all
+    zeros with `spherical=True`. It also raises when there are fewer samples than
+    `num_clusters`, or no more samples than the largest candidate k. Invalid arguments raise
+    too: an empty `candidate_clusters`, a duplicate or a k below 2 in it, or a `seed` that is
+    not a non-negative integer. Finally, it raises when no candidate gets a defined silhouette
+    score.
     """
     if not _is_integer(seed) or seed < 0:
         # numpy generators and scikit-learn random_state both require a non-negative seed.
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     matrix = _as_feature_matrix(features)
     if spherical:
-        pass
+        matrix = _normalise_rows(matrix)
     num_samples = matrix.shape[0]
 
     if num_clusters is not None:
