@@ -1,0 +1,361 @@
+"""Train Okapi or its ERM baseline on Coloured Digits (domains protocol) with Accelerate.
+
+    python training/train_okapi.py --config training/configs/okapi-coloured-digits.yaml
+    python training/train_okapi.py --config ... --method erm --output-dir runs/okapi-erm
+
+`method: okapi` runs the Okapi step of `zoo.models.okapi` at every iteration. Each step
+passes a labelled batch from the `train` split (colours 0-3) and an unlabelled batch from
+the `unlabelled` split (colours 4-5) to `Okapi.training_losses` in multi-group mode, and the
+colour of each image is its query group. `method: erm` trains a plain `ImageClassifier` with
+cross-entropy on the labelled batches only.
+
+Both methods use AdamW with a linear learning-rate warm-up followed by cosine decay. Each
+epoch saves the Accelerate state, so `--resume` continues an interrupted run. The epoch with
+the best validation accuracy is saved with `save_pretrained` into the output folder, and
+`training_summary.json` records its validation accuracy and its accuracy on the `test` split,
+whose colour (6) no training split contains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from zoo.data.coloured_digits import group_name
+from zoo.data.tensors import split_to_tensors
+from zoo.evaluation import build_dataset
+from zoo.metrics import group_metrics
+from zoo.models import ImageClassifier
+from zoo.models.classifier import DEFAULT_PREPROCESSING
+from zoo.models.okapi import Okapi
+
+logger = logging.getLogger("train_okapi")
+
+METHODS = ("okapi", "erm")
+
+# Constructor arguments of `Okapi` that the config's `okapi` section may set.
+OKAPI_KEYS = (
+    "memory_capacity",
+    "temperature",
+    "fixed_caliper",
+    "std_caliper",
+    "k",
+    "two_way_caliper",
+    "ema_momentum_start",
+    "ema_momentum_end",
+    "ema_warmup_steps",
+    "consistency_weight",
+    "consistency_warmup_steps",
+)
+
+
+class Progress:
+    """Epoch and step counters, best score and matching generator, saved with the Accelerate state."""
+
+    def __init__(self, seed: int) -> None:
+        self.epoch = 0
+        self.step = 0
+        self.best_score = -math.inf
+        self.best_epoch = -1
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": torch.tensor(self.epoch),
+            "step": torch.tensor(self.step),
+            "best_score": torch.tensor(self.best_score),
+            "best_epoch": torch.tensor(self.best_epoch),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.best_score = float(state["best_score"])
+        self.best_epoch = int(state["best_epoch"])
+        self.generator.set_state(state["generator"])
+
+
+def load_config(path: str | Path, method: str | None = None) -> dict[str, Any]:
+    """Read a YAML training config, apply a `--method` override and check its sections."""
+    config = yaml.safe_load(Path(path).read_text())
+    if not isinstance(config, dict):
+        raise SystemExit(f"error: {path} must contain a YAML mapping")
+    if method is not None:
+        config["method"] = method
+    if config.get("method") not in METHODS:
+        raise SystemExit(f"error: {path}: method must be one of {METHODS}, got {config.get('method')!r}")
+    for section in ("data", "model", "training"):
+        if not isinstance(config.get(section), dict):
+            raise SystemExit(f"error: {path} is missing the {section!r} section")
+    unknown = sorted(set(config.get("okapi") or {}) - set(OKAPI_KEYS))
+    if unknown:
+        raise SystemExit(f"error: {path}: unknown okapi settings {unknown}. Valid settings are {list(OKAPI_KEYS)}")
+    training = config["training"]
+    for key in ("epochs", "batch_size"):
+        if not isinstance(training.get(key), int) or training[key] < 1:
+            raise SystemExit(f"error: {path}: training.{key} must be an integer >= 1, got {training.get(key)!r}")
+    for key in ("steps_per_epoch", "unlabelled_batch_size"):
+        value = training.get(key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise SystemExit(f"error: {path}: training.{key} must be an integer >= 1 or absent, got {value!r}")
+    warmup = training.get("lr_warmup_steps", 0)
+    if not isinstance(warmup, int) or warmup < 0:
+        raise SystemExit(f"error: {path}: training.lr_warmup_steps must be an integer >= 0, got {warmup!r}")
+    return config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML training config")
+    parser.add_argument("--method", help=f"replace the config's method, one of {', '.join(METHODS)}")
+    parser.add_argument("--output-dir", help="output folder (default: runs/<model_id>/seed-<seed>)")
+    parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
+    parser.add_argument("--epochs", type=int, help="replace the config's number of epochs (for quick runs)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last saved state in the output folder")
+    parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
+    args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    return args
+
+
+def dataset_config(dataset) -> dict[str, Any]:
+    return json.loads(dataset["train"].info.description)["config"]
+
+
+def make_model(config: dict[str, Any], data_config: dict[str, Any], seed: int) -> ImageClassifier:
+    """Build the model of the config's method.
+
+    ERM gets a plain `ImageClassifier`: it has the same encoder and head as `Okapi`, so the
+    two methods compare the same network, and its checkpoint carries no teacher, memory bank
+    or propensity head that ERM would never train.
+    """
+    label_names = ["digits " + "".join(str(d) for d in digits) for digits in data_config["classes"]]
+    common = dict(
+        num_classes=len(label_names),
+        label_names=label_names,
+        widths=tuple(config["model"].get("widths", (32, 64, 128))),
+        preprocessing=dict(config["model"].get("preprocessing", DEFAULT_PREPROCESSING)),
+        data=dict(config["data"]),
+        training={"method": config["method"], "seed": seed, "config": config},
+    )
+    if config["method"] == "erm":
+        return ImageClassifier(**common)
+    # Multi-group mode with one group per colour of the protocol, so the propensity head
+    # separates domains rather than labelled from unlabelled images.
+    return Okapi(num_groups=len(data_config["colours"]), binary=False, **dict(config.get("okapi") or {}), **common)
+
+
+def evaluate(accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader, names: list[str]) -> dict[str, Any]:
+    model.eval()
+    predictions, labels, groups = [], [], []
+    with torch.no_grad():
+        for images, batch_labels, batch_groups in loader:
+            logits = model(images)
+            gathered = accelerator.gather_for_metrics((logits.argmax(-1), batch_labels, batch_groups))
+            predictions.append(gathered[0].cpu())
+            labels.append(gathered[1].cpu())
+            groups.append(gathered[2].cpu())
+    model.train()
+    return group_metrics(torch.cat(predictions).numpy(), torch.cat(labels).numpy(), torch.cat(groups).numpy(), names)
+
+
+def cycle(loader: DataLoader) -> Iterator:
+    """Yield batches forever, starting a new pass (and shuffle) whenever the loader is exhausted."""
+    while True:
+        yield from loader
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """Return the LambdaLR factor: linear from 1/(warmup+1) to 1 over the warm-up, then cosine to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def labelled_eval_loader(dataset, split: str, preprocessing: dict[str, Any], num_subgroups: int) -> DataLoader:
+    images, labels, subgroups = split_to_tensors(dataset[split], preprocessing)
+    return DataLoader(TensorDataset(images, labels, labels * num_subgroups + subgroups), batch_size=256)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = load_config(args.config, args.method)
+    method = config["method"]
+    seed = int(args.seed if args.seed is not None else config.get("seed", 0))
+    if args.epochs is not None:
+        config["training"]["epochs"] = args.epochs
+    settings = config["training"]
+    output_dir = Path(args.output_dir or f"runs/{config['model_id']}/seed-{seed}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    accelerator = Accelerator(cpu=args.cpu, project_config=ProjectConfiguration(project_dir=str(output_dir)))
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    if method == "okapi" and accelerator.num_processes > 1:
+        # `training_losses` runs on the unwrapped model, outside the DDP forward, and each
+        # process would keep its own teacher and memory bank, so gradients and keys would diverge.
+        raise SystemExit(
+            f"error: method okapi supports one process, got {accelerator.num_processes}. Run the script without a multi-process launcher"
+        )
+    set_seed(seed)
+
+    # Every process builds the same data from the protocol's seed.
+    dataset = build_dataset(config["data"])
+    data_config = dataset_config(dataset)
+    for split in ("train", "unlabelled", "validation", "test"):
+        if split not in dataset:
+            raise SystemExit(f"error: the dataset has no {split!r} split. Use the Coloured Digits 'domains' protocol")
+    num_subgroups = len(data_config["colours"])
+    names = [
+        group_name(g // num_subgroups, g % num_subgroups, _Config(data_config))
+        for g in range(len(data_config["classes"]) * num_subgroups)
+    ]
+
+    model = make_model(config, data_config, seed)
+    preprocessing = model.preprocessing
+    train_images, train_labels, train_subgroups = split_to_tensors(dataset["train"], preprocessing)
+    # The unlabelled split hides `label` and `subgroup` (-1), but `true_subgroup` is the colour,
+    # a domain id that is known for every deployment image without labelling it. The class
+    # (`true_label`) is never read.
+    unlabelled_images, _, unlabelled_domains = split_to_tensors(
+        dataset["unlabelled"], preprocessing, subgroup_column="true_subgroup"
+    )
+    batch_size = int(settings["batch_size"])
+    labelled_loader = DataLoader(TensorDataset(train_images, train_labels, train_subgroups), batch_size=batch_size, shuffle=True, drop_last=True)
+    unlabelled_loader = DataLoader(
+        TensorDataset(unlabelled_images, unlabelled_domains),
+        batch_size=int(settings.get("unlabelled_batch_size", batch_size)),
+        shuffle=True,
+        drop_last=True,
+    )
+    val_loader = labelled_eval_loader(dataset, "validation", preprocessing, num_subgroups)
+    test_loader = labelled_eval_loader(dataset, "test", preprocessing, num_subgroups)
+
+    epochs = int(settings["epochs"])
+    steps_per_epoch = int(settings.get("steps_per_epoch") or len(labelled_loader))
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=float(settings["lr"]),
+        weight_decay=float(settings.get("weight_decay", 1e-4)),
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(int(settings.get("lr_warmup_steps", 0)), epochs * steps_per_epoch)
+    )
+    progress = Progress(seed)
+    model, optimizer, scheduler, labelled_loader, unlabelled_loader, val_loader, test_loader = accelerator.prepare(
+        model, optimizer, scheduler, labelled_loader, unlabelled_loader, val_loader, test_loader
+    )
+    accelerator.register_for_checkpointing(progress)
+    state_dir = output_dir / "state"
+    best_path = output_dir / "best.safetensors"
+    resumed_from = None
+    if args.resume and state_dir.is_dir():
+        accelerator.load_state(str(state_dir))
+        resumed_from = progress.epoch
+        # NOTE: the batch order after a resume differs from that of an uninterrupted run, because
+        # both loaders start a new pass. Weights, teacher, memory bank and counters are restored.
+        accelerator.print(f"resumed after epoch {progress.epoch} (step {progress.step})")
+
+    labelled_batches = cycle(labelled_loader)
+    unlabelled_batches = cycle(unlabelled_loader)
+    okapi = accelerator.unwrap_model(model) if method == "okapi" else None
+    model.train()
+    bar = tqdm(range(progress.epoch, epochs), desc=method, disable=not accelerator.is_local_main_process, initial=progress.epoch, total=epochs)
+    for epoch in bar:
+        for _ in range(steps_per_epoch):
+            images, labels, domains = next(labelled_batches)
+            if okapi is not None:
+                extra_images, extra_domains = next(unlabelled_batches)
+                losses = okapi.training_losses(
+                    images,
+                    labels,
+                    extra_images,
+                    query_groups=torch.cat([domains, extra_domains]),
+                    step=progress.step,
+                    generator=progress.generator,
+                )
+                loss = losses["loss"]
+            else:
+                loss = F.cross_entropy(model(images), labels)
+                losses = {}
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            progress.step += 1
+
+        metrics = evaluate(accelerator, model, val_loader, names)
+        progress.epoch = epoch + 1
+        if metrics["accuracy"] > progress.best_score:
+            progress.best_score, progress.best_epoch = metrics["accuracy"], epoch
+            if accelerator.is_main_process:
+                save_file(accelerator.unwrap_model(model).state_dict(), str(best_path))
+        postfix = {"loss": f"{loss.item():.3f}", "val_acc": f"{metrics['accuracy']:.3f}"}
+        if "match_rate" in losses:
+            postfix["match_rate"] = f"{losses['match_rate']:.2f}"
+        bar.set_postfix(postfix)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(state_dir))
+
+    accelerator.wait_for_everyone()
+    best_model = accelerator.unwrap_model(model)
+    best_model.load_state_dict(load_file(str(best_path)))
+    val_metrics = evaluate(accelerator, model, val_loader, names)
+    test_metrics = evaluate(accelerator, model, test_loader, names)
+    summary = {
+        "model_id": config["model_id"],
+        "method": method,
+        "seed": seed,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "steps": progress.step,
+        "resumed_from_epoch": resumed_from,
+        "best_epoch": progress.best_epoch + 1,
+        "selection": "validation accuracy",
+        "validation": val_metrics,
+        "test_ood": test_metrics,
+    }
+    if accelerator.is_main_process:
+        best_model.save_pretrained(output_dir)
+        (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        accelerator.print(
+            f"best epoch {progress.best_epoch + 1}: validation accuracy {val_metrics['accuracy']:.4f}, "
+            f"OOD test accuracy {test_metrics['accuracy']:.4f}; saved to {output_dir}"
+        )
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return 0
+
+
+class _Config:
+    """Attribute view of a Coloured Digits config dict, for `group_name`."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.classes = raw["classes"]
+        self.colours = raw["colours"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
