@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from zoo.data.coloured_digits import PROTOCOLS, ColouredDigitsConfig, build_coloured_digits, config_of
+from zoo.data.coloured_digits import PROTOCOLS, ColouredDigitsConfig, build_coloured_digits, config_of, group_names
 
 COLUMNS = {"image", "label", "subgroup", "group", "digit", "labelled", "true_label", "true_subgroup", "source_index"}
 
@@ -212,3 +212,9 @@ def test_config_default_is_valid():
 
     assert config.num_classes == 2
     assert config.num_subgroups == 2
+
+
+def test_group_names_in_id_order():
+    names = group_names(PROTOCOLS["spurious"])
+
+    assert names == ["digits 01234, red", "digits 01234, green", "digits 56789, red", "digits 56789, green"]

@@ -36,10 +36,10 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from zoo.data.coloured_digits import group_name
+from zoo.data.coloured_digits import config_of, group_names
 from zoo.data.tensors import split_to_tensors
 from zoo.evaluation import build_dataset
-from zoo.metrics import group_metrics
+from zoo.metrics import evaluate_loader
 from zoo.models import ImageClassifier
 from zoo.models.classifier import DEFAULT_PREPROCESSING
 from zoo.models.okapi import Okapi
@@ -162,20 +162,6 @@ def make_model(config: dict[str, Any], data_config: dict[str, Any], seed: int) -
     return Okapi(num_groups=len(data_config["colours"]), binary=False, **dict(config.get("okapi") or {}), **common)
 
 
-def evaluate(accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader, names: list[str]) -> dict[str, Any]:
-    model.eval()
-    predictions, labels, groups = [], [], []
-    with torch.no_grad():
-        for images, batch_labels, batch_groups in loader:
-            logits = model(images)
-            gathered = accelerator.gather_for_metrics((logits.argmax(-1), batch_labels, batch_groups))
-            predictions.append(gathered[0].cpu())
-            labels.append(gathered[1].cpu())
-            groups.append(gathered[2].cpu())
-    model.train()
-    return group_metrics(torch.cat(predictions).numpy(), torch.cat(labels).numpy(), torch.cat(groups).numpy(), names)
-
-
 def cycle(loader: DataLoader) -> Iterator:
     """Yield batches forever, starting a new pass (and shuffle) whenever the loader is exhausted."""
     while True:
@@ -228,10 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         if split not in dataset:
             raise SystemExit(f"error: the dataset has no {split!r} split. Use the Coloured Digits 'domains' protocol")
     num_subgroups = len(data_config["colours"])
-    names = [
-        group_name(g // num_subgroups, g % num_subgroups, _Config(data_config))
-        for g in range(len(data_config["classes"]) * num_subgroups)
-    ]
+    names = group_names(config_of(dataset))
 
     model = make_model(config, data_config, seed)
     preprocessing = model.preprocessing
@@ -306,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.zero_grad()
             progress.step += 1
 
-        metrics = evaluate(accelerator, model, val_loader, names)
+        metrics = evaluate_loader(accelerator, model, val_loader, names)
         progress.epoch = epoch + 1
         if metrics["accuracy"] > progress.best_score:
             progress.best_score, progress.best_epoch = metrics["accuracy"], epoch
@@ -322,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.wait_for_everyone()
     best_model = accelerator.unwrap_model(model)
     best_model.load_state_dict(load_file(str(best_path)))
-    val_metrics = evaluate(accelerator, model, val_loader, names)
-    test_metrics = evaluate(accelerator, model, test_loader, names)
+    val_metrics = evaluate_loader(accelerator, model, val_loader, names)
+    test_metrics = evaluate_loader(accelerator, model, test_loader, names)
     summary = {
         "model_id": config["model_id"],
         "method": method,
@@ -347,14 +330,6 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
-
-
-class _Config:
-    """Attribute view of a Coloured Digits config dict, for `group_name`."""
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.classes = raw["classes"]
-        self.colours = raw["colours"]
 
 
 if __name__ == "__main__":

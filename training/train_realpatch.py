@@ -33,12 +33,12 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from zoo.data.coloured_digits import build_coloured_digits, group_name
+from zoo.data.coloured_digits import config_of, group_names
 from zoo.data.tensors import split_to_tensors
 from zoo.evaluation import build_dataset
 from zoo.losses import GroupDROWeights, jensen_shannon_divergence
 from zoo.matching import fit_propensity
-from zoo.metrics import group_metrics
+from zoo.metrics import evaluate_loader
 from zoo.models import ImageClassifier, RealPatch
 from zoo.models.classifier import DEFAULT_PREPROCESSING
 from zoo.models.realpatch import stage1_match
@@ -116,20 +116,6 @@ def make_model(config: dict[str, Any], dataset, seed: int):
 
 def dataset_config(dataset) -> dict[str, Any]:
     return json.loads(dataset["train"].info.description)["config"]
-
-
-def evaluate(accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader, names: list[str]) -> dict[str, Any]:
-    model.eval()
-    predictions, labels, groups = [], [], []
-    with torch.no_grad():
-        for images, batch_labels, batch_groups in loader:
-            logits = model(images)
-            gathered = accelerator.gather_for_metrics((logits.argmax(-1), batch_labels, batch_groups))
-            predictions.append(gathered[0].cpu())
-            labels.append(gathered[1].cpu())
-            groups.append(gathered[2].cpu())
-    model.train()
-    return group_metrics(torch.cat(predictions).numpy(), torch.cat(labels).numpy(), torch.cat(groups).numpy(), names)
 
 
 def selection_score(metrics: dict[str, Any], selection: str) -> float:
@@ -222,7 +208,7 @@ def train_stage(
                 scheduler.step()
                 optimizer.zero_grad()
 
-        metrics = evaluate(accelerator, model, val_loader, names)
+        metrics = evaluate_loader(accelerator, model, val_loader, names)
         score = selection_score(metrics, selection)
         progress.epoch = epoch + 1
         if score > progress.best_score:
@@ -263,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = build_dataset(config["data"])
     data_config = dataset_config(dataset)
     num_subgroups = len(data_config["colours"])
-    names = [group_name(g // num_subgroups, g % num_subgroups, _Config(data_config)) for g in range(len(data_config["classes"]) * num_subgroups)]
+    names = group_names(config_of(dataset))
 
     model = make_model(config, dataset, seed)
     preprocessing = model.preprocessing
@@ -292,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model = train_stage(new_accelerator, model, train_set, val_loader, config["training"], names, output_dir, "erm", resume=args.resume)
 
-    val_metrics = evaluate(accelerator, model, accelerator.prepare(val_loader), names)
+    val_metrics = evaluate_loader(accelerator, model, accelerator.prepare(val_loader), names)
     summary["validation"] = val_metrics
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(output_dir)
@@ -301,14 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
-
-
-class _Config:
-    """Attribute view of a Coloured Digits config dict, for `group_name`."""
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.classes = raw["classes"]
-        self.colours = raw["colours"]
 
 
 def run_stage0_and_1(

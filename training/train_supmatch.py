@@ -48,7 +48,7 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from zoo.data.bags import BalancedBagSampler, group_ids, group_multipliers
-from zoo.data.coloured_digits import group_name
+from zoo.data.coloured_digits import config_of, group_names
 from zoo.data.labellers import kmeans_labels, no_labels, oracle_labels
 from zoo.data.tensors import split_to_tensors
 from zoo.evaluation import build_dataset
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"error: the dataset has no {split!r} split. Use the Coloured Digits 'missing-source' protocol")
     data_config = json.loads(dataset["train"].info.description)["config"]
     num_subgroups = len(data_config["colours"])
-    names = [group_name(g // num_subgroups, g % num_subgroups, _Config(data_config)) for g in range(len(data_config["classes"]) * num_subgroups)]
+    names = group_names(config_of(dataset))
 
     model = make_model(config, data_config, seed)
     preprocessing = model.preprocessing
@@ -392,14 +392,6 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
-
-
-class _Config:
-    """Attribute view of a Coloured Digits config dict, for `group_name`."""
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.classes = raw["classes"]
-        self.colours = raw["colours"]
 
 
 if __name__ == "__main__":

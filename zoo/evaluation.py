@@ -63,7 +63,7 @@ def results_path(model_id: str) -> Path:
 @torch.no_grad()
 def evaluate_model(model: ZooModel, dataset, split: str = "test", batch_size: int = 256) -> dict[str, Any]:
     """Score a classifier on one labelled split: overall, per-group and worst-group accuracy."""
-    from zoo.data.coloured_digits import config_of, group_name
+    from zoo.data.coloured_digits import config_of, group_names
     from zoo.data.tensors import split_to_tensors
     from zoo.metrics import group_metrics
 
@@ -76,7 +76,7 @@ def evaluate_model(model: ZooModel, dataset, split: str = "test", batch_size: in
     model.eval()
     predictions = torch.cat([model(chunk).argmax(-1) for chunk in images.split(batch_size)])
     num_subgroups = config.num_subgroups
-    names = [group_name(g // num_subgroups, g % num_subgroups, config) for g in range(config.num_classes * num_subgroups)]
+    names = group_names(config)
     return group_metrics(predictions.numpy(), labels.numpy(), (labels * num_subgroups + subgroups).numpy(), names)
 
 

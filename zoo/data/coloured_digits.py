@@ -48,6 +48,7 @@ __all__ = [
     "digit_intensity",
     "recolour",
     "group_name",
+    "group_names",
     "load_digit_scans",
 ]
 
@@ -228,6 +229,12 @@ def recolour(image: Image.Image, colour: str, style: str = "stroke") -> Image.Im
 def group_name(label: int, subgroup: int, config: ColouredDigitsConfig) -> str:
     digits = "".join(str(d) for d in config.classes[label])
     return f"digits {digits}, {config.colours[subgroup]}"
+
+
+def group_names(config: ColouredDigitsConfig) -> list[str]:
+    """Return the name of every group id `label * num_subgroups + subgroup`, in id order."""
+    count = config.num_subgroups
+    return [group_name(g // count, g % count, config) for g in range(config.num_classes * count)]
 
 
 def _stratified_split(digits: np.ndarray, fractions: dict[str, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
