@@ -1,8 +1,8 @@
 """The registry of pretrained checkpoints: one entry per set of weights.
 
-An entry records which class rebuilds the weights, where they live (bundled folder and Hub
-repo), how to check them (sha256 of `model.safetensors`), how they were trained (script and
-config), what they were evaluated on, and which paper the method comes from.
+An entry records which class rebuilds the weights and where they live (bundled folder and Hub
+repo). It also records how to check them (sha256 of `model.safetensors`), how they were trained
+(script and config), what they were evaluated on, and which paper the method comes from.
 """
 
 from __future__ import annotations

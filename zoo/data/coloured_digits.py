@@ -10,7 +10,7 @@ Named protocols (`PROTOCOLS`) fix every parameter of a benchmark:
 
 - `spurious` (default, Waterbirds-style): small digits (0-4) against large digits (5-9),
   coloured red or green. In the training split 97% of small digits are red and 97% of large
-  digits green; validation and test are balanced, so a classifier that reads colour instead
+  digits green. Validation and test are balanced, so a classifier that reads colour instead
   of shape fails on the two minority groups. `spurious-95` is the same at 95%, the
   correlation of Waterbirds; there plain ERM already learns much of the shape from these
   digits, so the protocols separate methods less.
@@ -91,7 +91,7 @@ class ColouredDigitsConfig:
         colour_mixing: with two colours, Beta distribution parameters (a, b) of how far each
             stroke colour is mixed towards the other colour: subgroup 0 draws the mixing weight
             from Beta(a, b) and subgroup 1 from Beta(b, a). Most images show their subgroup's
-            colour clearly and a few are ambiguous, as real subgroup attributes are; without
+            colour clearly and a few are ambiguous, as real subgroup attributes are. Without
             such overlap no propensity model has common support to match on. None disables it.
         seed: seed of the split, colour and subsampling draws.
     """
