@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,3 +167,16 @@ def digit_pngs(tmp_path, spurious_digits) -> list[Path]:
         spurious_digits["test"][index]["image"].save(path)
         paths.append(path)
     return paths
+
+
+def launch_two_processes(script: Path, *args: str, port: int) -> subprocess.CompletedProcess:
+    """Run a training script in two CPU processes through `accelerate launch` on loopback."""
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+        "--main_process_port", str(port), str(script), *args,
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )

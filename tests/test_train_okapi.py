@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import launch_two_processes
 
 import zoo
 from zoo.models import ImageClassifier
@@ -83,6 +84,27 @@ def test_erm_run_saves_classifier(tmp_path):
 
 
 @pytest.mark.slow
+def test_fixmatch_run_saves_classifier(tmp_path):
+    output = tmp_path / "out"
+    summary = train(tiny_config(tmp_path, "fixmatch"), output)
+
+    model = zoo.load(output)
+    assert type(model) is ImageClassifier
+    assert model.config["training"]["method"] == "fixmatch"
+    assert summary["steps"] == STEPS_PER_EPOCH
+
+
+@pytest.mark.slow
+def test_two_process_okapi_run(tmp_path):
+    output = tmp_path / "out"
+    result = launch_two_processes(SCRIPT, "--config", str(tiny_config(tmp_path, "okapi")), "--output-dir", str(output), port=29732)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = zoo.load(output)
+    assert type(model) is Okapi
+    assert len(model.memory) > 0
+
+
+@pytest.mark.slow
 def test_resume_continues_after_saved_epoch(tmp_path):
     config = tiny_config(tmp_path, "okapi")
     output = tmp_path / "out"
@@ -99,6 +121,15 @@ def test_invalid_method_rejected(tmp_path):
     config = tiny_config(tmp_path, "okapi")
     with pytest.raises(SystemExit, match="method must be one of"):
         train_okapi.main(["--config", str(config), "--method", "mixup", "--output-dir", str(tmp_path / "out")])
+
+
+def test_unknown_fixmatch_setting_rejected(tmp_path):
+    path = tiny_config(tmp_path, "fixmatch")
+    config = yaml.safe_load(path.read_text())
+    config["fixmatch"] = {"tau": 0.9}
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match="unknown fixmatch settings"):
+        train_okapi.load_config(path)
 
 
 def test_unknown_okapi_setting_rejected(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import launch_two_processes
 
 import zoo
 from zoo.models.supmatch import SupportMatching
@@ -118,3 +119,13 @@ def test_invalid_labeller_option_rejected(tmp_path):
     config = tiny_config(tmp_path, "supmatch")
     with pytest.raises(SystemExit, match="--labeller must be one of"):
         train_supmatch.main(["--config", str(config), "--labeller", "dbscan", "--output-dir", str(tmp_path / "out")])
+
+
+@pytest.mark.slow
+def test_two_process_supmatch_run(tmp_path):
+    output = tmp_path / "out"
+    result = launch_two_processes(SCRIPT, "--config", str(tiny_config(tmp_path, "supmatch")), "--output-dir", str(output), port=29733)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output / "training_summary.json").read_text())
+    assert summary["steps"] == STEPS_PER_EPOCH
+    assert 0.0 <= summary["test_robust_accuracy"] <= 1.0

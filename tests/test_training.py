@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import launch_two_processes
 
 import zoo
 from zoo.models import ImageClassifier, RealPatch
@@ -106,14 +107,8 @@ def test_unknown_method_is_rejected(tmp_path):
 @pytest.mark.slow
 def test_two_process_run(tmp_path):
     output = tmp_path / "out"
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
-        "--config", str(tiny_config(tmp_path, "erm")), "--output-dir", str(output),
-    ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29731"},
+    result = launch_two_processes(
+        SCRIPT, "--config", str(tiny_config(tmp_path, "erm")), "--output-dir", str(output), port=29731
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert isinstance(zoo.load(output), ImageClassifier)

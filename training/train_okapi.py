@@ -38,7 +38,9 @@ from tqdm.auto import tqdm
 
 from zoo.data.coloured_digits import config_of, group_names
 from zoo.data.tensors import split_to_tensors
+from zoo.distributed import average_gradients, broadcast_buffers
 from zoo.evaluation import build_dataset
+from zoo.losses.semi_supervised import fixmatch_losses
 from zoo.metrics import evaluate_loader
 from zoo.models import ImageClassifier
 from zoo.models.classifier import DEFAULT_PREPROCESSING
@@ -46,7 +48,10 @@ from zoo.models.okapi import Okapi
 
 logger = logging.getLogger("train_okapi")
 
-METHODS = ("okapi", "erm")
+METHODS = ("okapi", "erm", "fixmatch")
+
+# Settings of the config's `fixmatch` section and their defaults (those of the FixMatch paper).
+FIXMATCH_DEFAULTS = {"threshold": 0.95, "unlabelled_weight": 1.0}
 
 # Constructor arguments of `Okapi` that the config's `okapi` section may set.
 OKAPI_KEYS = (
@@ -106,6 +111,9 @@ def load_config(path: str | Path, method: str | None = None) -> dict[str, Any]:
     unknown = sorted(set(config.get("okapi") or {}) - set(OKAPI_KEYS))
     if unknown:
         raise SystemExit(f"error: {path}: unknown okapi settings {unknown}. Valid settings are {list(OKAPI_KEYS)}")
+    unknown = sorted(set(config.get("fixmatch") or {}) - set(FIXMATCH_DEFAULTS))
+    if unknown:
+        raise SystemExit(f"error: {path}: unknown fixmatch settings {unknown}. Valid settings are {list(FIXMATCH_DEFAULTS)}")
     training = config["training"]
     for key in ("epochs", "batch_size"):
         if not isinstance(training.get(key), int) or training[key] < 1:
@@ -155,11 +163,26 @@ def make_model(config: dict[str, Any], data_config: dict[str, Any], seed: int) -
         data=dict(config["data"]),
         training={"method": config["method"], "seed": seed, "config": config},
     )
-    if config["method"] == "erm":
+    if config["method"] in ("erm", "fixmatch"):
         return ImageClassifier(**common)
     # Multi-group mode with one group per colour of the protocol, so the propensity head
     # separates domains rather than labelled from unlabelled images.
     return Okapi(num_groups=len(data_config["colours"]), binary=False, **dict(config.get("okapi") or {}), **common)
+
+
+def parameter_groups(model, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split the trainable parameters into the propensity head and the rest.
+
+    The head fits P(domain | normalised feature) and its logits are bounded by the norm of its
+    weights, so at the network's learning rate a short run leaves its scores near uniform and
+    the calipers exclude nothing. `propensity_lr` gives the head its own learning rate.
+    """
+    head = [p for n, p in model.named_parameters() if n.startswith("propensity.") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("propensity.") and p.requires_grad]
+    groups: list[dict[str, Any]] = [{"params": rest}]
+    if head:
+        groups.append({"params": head, "lr": float(settings.get("propensity_lr", settings["lr"]))})
+    return groups
 
 
 def cycle(loader: DataLoader) -> Iterator:
@@ -199,12 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     accelerator = Accelerator(cpu=args.cpu, project_config=ProjectConfiguration(project_dir=str(output_dir)))
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    if method == "okapi" and accelerator.num_processes > 1:
-        # `training_losses` runs on the unwrapped model, outside the DDP forward, and each
-        # process would keep its own teacher and memory bank, so gradients and keys would diverge.
-        raise SystemExit(
-            f"error: method okapi supports one process, got {accelerator.num_processes}. Run the script without a multi-process launcher"
-        )
     set_seed(seed)
 
     # Every process builds the same data from the protocol's seed.
@@ -239,9 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = int(settings["epochs"])
     steps_per_epoch = int(settings.get("steps_per_epoch") or len(labelled_loader))
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=float(settings["lr"]),
-        weight_decay=float(settings.get("weight_decay", 1e-4)),
+        parameter_groups(model, settings), lr=float(settings["lr"]), weight_decay=float(settings.get("weight_decay", 1e-4))
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(int(settings.get("lr_warmup_steps", 0)), epochs * steps_per_epoch)
@@ -264,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     labelled_batches = cycle(labelled_loader)
     unlabelled_batches = cycle(unlabelled_loader)
     okapi = accelerator.unwrap_model(model) if method == "okapi" else None
+    fixmatch = {**FIXMATCH_DEFAULTS, **(config.get("fixmatch") or {})}
     model.train()
     bar = tqdm(range(progress.epoch, epochs), desc=method, disable=not accelerator.is_local_main_process, initial=progress.epoch, total=epochs)
     for epoch in bar:
@@ -280,13 +296,31 @@ def main(argv: list[str] | None = None) -> int:
                     generator=progress.generator,
                 )
                 loss = losses["loss"]
+            elif method == "fixmatch":
+                extra_images, _ = next(unlabelled_batches)
+                losses = fixmatch_losses(
+                    model,
+                    images,
+                    labels,
+                    extra_images,
+                    threshold=float(fixmatch["threshold"]),
+                    unlabelled_weight=float(fixmatch["unlabelled_weight"]),
+                    generator=progress.generator,
+                )
+                loss = losses["loss"]
             else:
                 loss = F.cross_entropy(model(images), labels)
                 losses = {}
             accelerator.backward(loss)
+            if okapi is not None:
+                # Each process keeps its own teacher and memory bank of the keys it saw. The
+                # teachers stay equal because the online weights do once gradients are averaged.
+                average_gradients(accelerator, okapi.parameters())
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
+            if okapi is not None:
+                broadcast_buffers(accelerator, okapi.encoder)
             progress.step += 1
 
         metrics = evaluate_loader(accelerator, model, val_loader, names)
@@ -296,8 +330,9 @@ def main(argv: list[str] | None = None) -> int:
             if accelerator.is_main_process:
                 save_file(accelerator.unwrap_model(model).state_dict(), str(best_path))
         postfix = {"loss": f"{loss.item():.3f}", "val_acc": f"{metrics['accuracy']:.3f}"}
-        if "match_rate" in losses:
-            postfix["match_rate"] = f"{losses['match_rate']:.2f}"
+        for key in ("ps", "match_rate", "mask_rate"):
+            if key in losses:
+                postfix[key] = f"{float(losses[key]):.2f}"
         bar.set_postfix(postfix)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(state_dir))

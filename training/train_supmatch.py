@@ -19,13 +19,14 @@ discriminator and the autoencoder with its predictors have separate AdamW optimi
 the first `warmup_steps` encoder steps the adversarial term is left out and the discriminator
 is not trained.
 
-`method: erm` trains the same encoder and classifier head with cross-entropy on the training
-split only, with no adversary and no deployment data.
+`method: erm` trains the same encoder and classifier head with cross-entropy on uniform batches
+of the training split, with no adversary and no deployment data.
 
 After training, both methods freeze the encoder, fit a fresh linear head on the training split
 with group-balanced batches (`fit_balanced_classifier`) and evaluate it on the `test` split
 (`evaluate_groups`). The model is saved with `save_pretrained`, and `training_summary.json`
-records test accuracy, robust (worst-group) accuracy and per-group accuracy. Each epoch saves
+records test accuracy, robust accuracy (the lowest per-colour accuracy), worst-group accuracy and
+per-group accuracy. Each epoch saves
 the Accelerate state, so `--resume` continues an interrupted run.
 """
 
@@ -51,6 +52,7 @@ from zoo.data.bags import BalancedBagSampler, group_ids, group_multipliers
 from zoo.data.coloured_digits import config_of, group_names
 from zoo.data.labellers import kmeans_labels, no_labels, oracle_labels
 from zoo.data.tensors import split_to_tensors
+from zoo.distributed import average_gradients, broadcast_buffers
 from zoo.evaluation import build_dataset
 from zoo.models.classifier import DEFAULT_PREPROCESSING
 from zoo.models.supmatch import SupportMatching, evaluate_groups, fit_balanced_classifier
@@ -220,11 +222,18 @@ def bag_sampler(ids, bag_size: int, bags_per_batch: int, generator: torch.Genera
     )
 
 
-def named_metrics(metrics: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """Replace numeric group keys of `group_metrics` output with group names such as 'digits 4, red'."""
+def shard(indices: torch.Tensor, accelerator) -> torch.Tensor:
+    """Return this process's equal share of a batch of indices drawn for all processes."""
+    return indices.view(accelerator.num_processes, -1)[accelerator.process_index]
+
+
+def named_metrics(metrics: dict[str, Any], names: list[str], subgroup_names: list[str]) -> dict[str, Any]:
+    """Replace numeric keys of `group_metrics` output with names such as 'digits 4, red' and 'red'."""
     renamed = dict(metrics)
     for key in ("group_accuracy", "group_counts"):
         renamed[key] = {names[int(group)]: value for group, value in metrics[key].items()}
+    if "subgroup_accuracy" in metrics:
+        renamed["subgroup_accuracy"] = {subgroup_names[int(s)]: value for s, value in metrics["subgroup_accuracy"].items()}
     return renamed
 
 
@@ -246,12 +255,6 @@ def main(argv: list[str] | None = None) -> int:
     accelerator = Accelerator(cpu=args.cpu, project_config=ProjectConfiguration(project_dir=str(output_dir)))
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    if accelerator.num_processes > 1:
-        # The losses run on the unwrapped model, outside the DDP forward, so gradients would not
-        # be synchronised between processes.
-        raise SystemExit(
-            f"error: train_supmatch supports one process, got {accelerator.num_processes}. Run the script without a multi-process launcher"
-        )
     set_seed(seed)
 
     dataset = build_dataset(config["data"])
@@ -273,14 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(seed)
     train_ids = group_ids(train_labels, train_subgroups, num_subgroups)
     present = torch.stack([train_labels, train_subgroups], dim=1).unique(dim=0).numpy()
+    # Every process draws the same global batch of bags from identically seeded generators and
+    # keeps its own share (`shard`), so a resumed run draws as an uninterrupted one does.
+    processes = accelerator.num_processes
     train_sampler = bag_sampler(
-        train_ids, bag_size, bags_per_batch, progress.train_generator, group_multipliers(present, num_subgroups)
+        train_ids, bag_size, bags_per_batch * processes, progress.train_generator, group_multipliers(present, num_subgroups)
     )
     labelling: dict[str, Any] = {"labeller": None}
     deployment_sampler = None
     if method == "supmatch":
         ids, labelling = deployment_groups(config, dataset, preprocessing, deployment_images, num_subgroups, seed)
-        deployment_sampler = bag_sampler(ids, bag_size, bags_per_batch, progress.deployment_generator)
+        deployment_sampler = bag_sampler(ids, bag_size, bags_per_batch * processes, progress.deployment_generator)
         accelerator.print(f"deployment labeller {labelling['labeller']}: {int(np.unique(ids).size)} groups")
 
     encoder_parameters = [p for n, p in model.named_parameters() if not n.startswith(("discriminator.", "classifier_head."))]
@@ -316,20 +322,27 @@ def main(argv: list[str] | None = None) -> int:
             adversarial = method == "supmatch" and progress.step >= warmup_steps
             if adversarial:
                 for _ in range(disc_steps):
-                    train_batch = draw_bags(train_sampler, bag_size).to(device)
-                    deployment_batch = draw_bags(deployment_sampler, bag_size).to(device)
+                    train_batch = shard(draw_bags(train_sampler, bag_size), accelerator).to(device)
+                    deployment_batch = shard(draw_bags(deployment_sampler, bag_size), accelerator).to(device)
                     disc = network.discriminator_losses(train_images[train_batch], deployment_images[deployment_batch])
                     accelerator.backward(disc["loss"])
+                    average_gradients(accelerator, network.discriminator.parameters())
                     disc_optimizer.step()
                     disc_optimizer.zero_grad()
                 last["disc_acc"] = float(disc["accuracy"])
 
-            train_batch = draw_bags(train_sampler, bag_size).to(device)
+            if method == "erm":
+                # Plain ERM: uniform batches of the same size, so the training split's source
+                # imbalance reaches the encoder as it would in any standard training run.
+                uniform = torch.randint(len(train_labels), (processes * bags_per_batch * bag_size,), generator=progress.train_generator)
+                train_batch = shard(uniform, accelerator).to(device)
+            else:
+                train_batch = shard(draw_bags(train_sampler, bag_size), accelerator).to(device)
             images, labels, subgroups = train_images[train_batch], train_labels[train_batch], train_subgroups[train_batch]
             if method == "erm":
-                loss = F.cross_entropy(model(images), labels)
+                loss = F.cross_entropy(network(images), labels)
             else:
-                deployment_batch = draw_bags(deployment_sampler, bag_size).to(device)
+                deployment_batch = shard(draw_bags(deployment_sampler, bag_size), accelerator).to(device)
                 losses = network.encoder_losses(images, labels, subgroups, deployment_images[deployment_batch])
                 loss = losses["loss"]
                 if not adversarial:
@@ -337,8 +350,10 @@ def main(argv: list[str] | None = None) -> int:
                     loss = loss - network.adversarial_weight * losses["adversarial"]
                 last["adv"] = float(losses["adversarial"].detach())
             accelerator.backward(loss)
+            average_gradients(accelerator, encoder_parameters)
             optimizer.step()
             optimizer.zero_grad()
+            broadcast_buffers(accelerator, network)
             # `encoder_losses` leaves the discriminator without gradients. Zeroing again keeps the
             # next discriminator step on its own loss, whatever the model does.
             disc_optimizer.zero_grad()
@@ -367,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     test_metrics = evaluate_groups(network, test_images.to(device), test_labels.to(device), test_subgroups.to(device))
     for parameter in network.encoder.parameters():
         parameter.requires_grad_(True)
-    test_metrics = named_metrics(test_metrics, names)
+    test_metrics = named_metrics(test_metrics, names, list(data_config["colours"]))
     summary = {
         "model_id": config["model_id"],
         "method": method,
@@ -377,16 +392,18 @@ def main(argv: list[str] | None = None) -> int:
         "steps": progress.step,
         "resumed_from_epoch": resumed_from,
         "deployment_labelling": labelling,
-        "train_balanced_classifier": named_metrics(train_metrics, names),
+        "train_balanced_classifier": named_metrics(train_metrics, names, list(data_config["colours"])),
         "test": test_metrics,
         "test_accuracy": test_metrics["accuracy"],
-        "test_robust_accuracy": test_metrics["worst_group_accuracy"],
+        "test_robust_accuracy": test_metrics["robust_accuracy"],
+        "test_worst_group_accuracy": test_metrics["worst_group_accuracy"],
     }
     if accelerator.is_main_process:
         network.save_pretrained(output_dir)
         (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         accelerator.print(
-            f"{method}: test accuracy {test_metrics['accuracy']:.4f}, robust (worst-group) accuracy "
+            f"{method}: test accuracy {test_metrics['accuracy']:.4f}, robust accuracy "
+            f"{test_metrics['robust_accuracy']:.4f}, worst-group accuracy "
             f"{test_metrics['worst_group_accuracy']:.4f}; saved to {output_dir}"
         )
     accelerator.wait_for_everyone()

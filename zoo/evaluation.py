@@ -26,7 +26,7 @@ __all__ = ["DATASET_BUILDERS", "EvaluationError", "build_dataset", "evaluate", "
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_KEYS = ("accuracy", "worst_group_accuracy", "gap")
+SUMMARY_KEYS = ("accuracy", "worst_group_accuracy", "robust_accuracy", "gap")
 
 
 class EvaluationError(RuntimeError):
@@ -37,13 +37,27 @@ def _build_coloured_digits(data: dict[str, Any]):
     from zoo.data.coloured_digits import build_coloured_digits
 
     overrides = dict(data.get("overrides") or {})
-    for key in ("colour_mixing", "classes"):
+    for key in ("colour_mixing", "classes", "colours", "subgroup_styles", "subgroup_rotations"):
         if isinstance(overrides.get(key), list):
             overrides[key] = tuple(tuple(v) if isinstance(v, list) else v for v in overrides[key])
     return build_coloured_digits(data.get("protocol", "spurious"), seed=int(data.get("seed", 0)), **overrides)
 
 
-DATASET_BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {"coloured-digits": _build_coloured_digits}
+def _published_builder(name: str) -> Callable[[dict[str, Any]], Any]:
+    def build(data: dict[str, Any]):
+        from zoo.data.published import ADAPTERS
+
+        return ADAPTERS[name](data)
+
+    build.__name__ = f"_build_{name}"
+    return build
+
+
+# Published-format adapters read a dataset folder named by the config's `root` (zoo.data.published).
+DATASET_BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "coloured-digits": _build_coloured_digits,
+    **{name: _published_builder(name) for name in ("waterbirds", "celeba", "iwildcam", "civilcomments")},
+}
 
 
 def build_dataset(data: dict[str, Any]):
@@ -63,7 +77,7 @@ def results_path(model_id: str) -> Path:
 @torch.no_grad()
 def evaluate_model(model: ZooModel, dataset, split: str = "test", batch_size: int = 256) -> dict[str, Any]:
     """Score a classifier on one labelled split: overall, per-group and worst-group accuracy."""
-    from zoo.data.coloured_digits import config_of, group_names
+    from zoo.data import describe
     from zoo.data.tensors import split_to_tensors
     from zoo.metrics import group_metrics
 
@@ -71,13 +85,20 @@ def evaluate_model(model: ZooModel, dataset, split: str = "test", batch_size: in
         raise EvaluationError(f"split {split!r} not in the dataset; available splits: {sorted(dataset)}")
     if not all(dataset[split]["labelled"][:1]):
         raise EvaluationError(f"split {split!r} is unlabelled; choose a labelled split")
-    config = config_of(dataset)
+    description = describe(dataset)
     images, labels, subgroups = split_to_tensors(dataset[split], model.preprocessing)
     model.eval()
     predictions = torch.cat([model(chunk).argmax(-1) for chunk in images.split(batch_size)])
-    num_subgroups = config.num_subgroups
-    names = group_names(config)
-    return group_metrics(predictions.numpy(), labels.numpy(), (labels * num_subgroups + subgroups).numpy(), names)
+    num_subgroups = description.num_subgroups
+    names = description.group_names
+    return group_metrics(
+        predictions.numpy(),
+        labels.numpy(),
+        (labels * num_subgroups + subgroups).numpy(),
+        names,
+        subgroups=subgroups.numpy(),
+        subgroup_names=list(description.subgroup_names),
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -163,6 +184,8 @@ def evaluate(
 
     summary = {}
     for key in SUMMARY_KEYS:
+        if any(key not in entry["metrics"] for entry in per_seed.values()):
+            continue
         values = [entry["metrics"][key] for entry in per_seed.values()]
         summary[key] = {
             "mean": statistics.fmean(values),

@@ -88,6 +88,8 @@ class ColouredDigitsConfig:
         colour_jitter: standard deviation of per-image noise added to the stroke colour.
         style: "stroke" paints the digit in the subgroup colour on black; "background" draws
             a white digit on a background of the subgroup colour.
+        subgroup_styles: a style per subgroup, replacing `style`, so that domains can differ
+            in rendering as well as in colour. None uses `style` for every subgroup.
         colour_mixing: with two colours, Beta distribution parameters (a, b) of how far each
             stroke colour is mixed towards the other colour: subgroup 0 draws the mixing weight
             from Beta(a, b) and subgroup 1 from Beta(b, a). Most images show their subgroup's
@@ -106,6 +108,8 @@ class ColouredDigitsConfig:
     image_size: int = 32
     colour_jitter: float = 0.06
     style: str = "stroke"
+    subgroup_styles: tuple[str, ...] | None = None
+    subgroup_rotations: tuple[float, ...] | None = None
     colour_mixing: tuple[float, float] | None = None
     seed: int = 0
 
@@ -127,6 +131,14 @@ class ColouredDigitsConfig:
                 raise ValueError(f"split {split!r} is not one of {sorted(self.splits)}")
         if self.style not in STYLES:
             raise ValueError(f"unknown style {self.style!r}; choose from {STYLES}")
+        if self.subgroup_styles is not None:
+            if len(self.subgroup_styles) != len(self.colours):
+                raise ValueError(
+                    f"subgroup_styles needs one style per colour ({len(self.colours)}), got {self.subgroup_styles}"
+                )
+            unknown_styles = sorted(set(self.subgroup_styles) - set(STYLES))
+            if unknown_styles:
+                raise ValueError(f"unknown styles {unknown_styles} in subgroup_styles; choose from {STYLES}")
         if self.colour_mixing is not None and len(self.colours) != 2:
             raise ValueError(f"colour_mixing needs exactly two colours, got {self.colours}")
         if self.image_size < 8:
@@ -181,7 +193,11 @@ def load_digit_scans() -> tuple[np.ndarray, np.ndarray]:
 
 
 def colourise(
-    scan: np.ndarray, colour: tuple[float, float, float] | np.ndarray, image_size: int, style: str = "stroke"
+    scan: np.ndarray,
+    colour: tuple[float, float, float] | np.ndarray,
+    image_size: int,
+    style: str = "stroke",
+    rotation: float = 0.0,
 ) -> Image.Image:
     """Upsample an intensity image (8x8 scan or larger) and colour it.
 
@@ -193,6 +209,8 @@ def colourise(
         raise ValueError(f"unknown colouring style {style!r}; choose from {STYLES}")
     grey = Image.fromarray((np.clip(scan, 0, 1) * 255).astype(np.uint8), mode="L")
     grey = grey.resize((image_size, image_size), Image.Resampling.BICUBIC)
+    if rotation:
+        grey = grey.rotate(rotation, resample=Image.Resampling.BICUBIC)
     intensity = np.asarray(grey, dtype=np.float32)[..., None] / 255.0
     tint = np.clip(np.asarray(colour, dtype=np.float32), 0, 1)[None, None, :]
     if style == "stroke":
@@ -332,7 +350,12 @@ def build_coloured_digits(protocol: str | ColouredDigitsConfig = "spurious", *, 
             weight = np.where(subgroups == 0, rng.beta(a, b, len(index)), rng.beta(b, a, len(index)))[:, None]
             colours = (1 - weight) * palette[0] + weight * palette[1]
         colours = colours + rng.normal(0.0, config.colour_jitter, size=(len(index), 3))
-        images = [colourise(scans[i], c, config.image_size, config.style) for i, c in zip(index, colours.astype(np.float32))]
+        styles = config.subgroup_styles or (config.style,) * config.num_subgroups
+        rotations = config.subgroup_rotations or (0.0,) * config.num_subgroups
+        images = [
+            colourise(scans[i], c, config.image_size, styles[g], rotations[g])
+            for i, c, g in zip(index, colours.astype(np.float32), subgroups)
+        ]
 
         labelled = split not in config.unlabelled
         hidden = np.full(len(index), -1, dtype=np.int64)
@@ -362,4 +385,8 @@ def config_of(dataset) -> ColouredDigitsConfig:
     raw["unlabelled"] = tuple(raw["unlabelled"])
     raw["allowed_colours"] = {k: tuple(v) for k, v in raw["allowed_colours"].items()}
     raw["colour_mixing"] = tuple(raw["colour_mixing"]) if raw["colour_mixing"] is not None else None
+    if raw.get("subgroup_rotations") is not None:
+        raw["subgroup_rotations"] = tuple(raw["subgroup_rotations"])
+    if raw.get("subgroup_styles") is not None:
+        raw["subgroup_styles"] = tuple(raw["subgroup_styles"])
     return ColouredDigitsConfig(**raw)

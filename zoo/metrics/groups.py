@@ -15,6 +15,9 @@ def group_metrics(
     labels: Sequence[int] | np.ndarray,
     groups: Sequence[int] | np.ndarray,
     group_names: Sequence[str] | None = None,
+    *,
+    subgroups: Sequence[int] | np.ndarray | None = None,
+    subgroup_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Compute accuracy overall and per group.
 
@@ -24,6 +27,10 @@ def group_metrics(
         groups: group id per sample (for example `label * num_subgroups + subgroup`).
         group_names: names of the group ids, used as keys of `group_accuracy`; ids without a
             name are keyed by their number.
+        subgroups: subgroup (attribute) per sample. When given, the result also has
+            `subgroup_accuracy` and `robust_accuracy`, the minimum accuracy over subgroups with
+            both classes pooled, which is the "robust accuracy" of the support-matching papers.
+        subgroup_names: names of the subgroup ids, keys of `subgroup_accuracy`.
 
     Returns:
         `accuracy`, `worst_group_accuracy` (minimum over groups present), `group_accuracy`
@@ -52,10 +59,21 @@ def group_metrics(
         group_accuracy[name] = float(correct[members].mean())
         group_counts[name] = int(members.sum())
     worst = min(group_accuracy.values())
-    return {
+    result = {
         "accuracy": float(correct.mean()),
         "worst_group_accuracy": worst,
         "group_accuracy": group_accuracy,
         "group_counts": group_counts,
         "gap": max(group_accuracy.values()) - worst,
     }
+    if subgroups is not None:
+        subgroups = np.asarray(subgroups)
+        if subgroups.shape != labels.shape:
+            raise ValueError(f"subgroups must have shape {labels.shape} like labels, got {subgroups.shape}")
+        subgroup_accuracy = {}
+        for subgroup in np.unique(subgroups):
+            name = subgroup_names[subgroup] if subgroup_names is not None and subgroup < len(subgroup_names) else str(int(subgroup))
+            subgroup_accuracy[name] = float(correct[subgroups == subgroup].mean())
+        result["subgroup_accuracy"] = subgroup_accuracy
+        result["robust_accuracy"] = min(subgroup_accuracy.values())
+    return result

@@ -427,7 +427,8 @@ def evaluate_groups(
     """Classify preprocessed images with the model's classifier head and compute `group_metrics`.
 
     Groups are ``label * num_subgroups + subgroup``. The result contains `accuracy`,
-    `worst_group_accuracy` (the robust accuracy), `group_accuracy`, `group_counts` and `gap`.
+    `worst_group_accuracy`, `robust_accuracy` (the minimum accuracy over subgroups),
+    `group_accuracy`, `subgroup_accuracy`, `group_counts` and `gap`.
     """
     _check_labelled_set(model, images, labels, subgroups)
     _check_positive_int("batch_size", batch_size)
@@ -435,7 +436,7 @@ def evaluate_groups(
     with torch.no_grad():
         predictions = model.classifier_head(codes).argmax(dim=1)
     groups = group_ids(labels.cpu(), subgroups.cpu(), model.num_subgroups)
-    return group_metrics(predictions.cpu().numpy(), labels.cpu().numpy(), groups.numpy())
+    return group_metrics(predictions.cpu().numpy(), labels.cpu().numpy(), groups.numpy(), subgroups=subgroups.cpu().numpy())
 
 
 def fit_balanced_classifier(
