@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-dev results cards clean
+.PHONY: demo test install install-dev results variants cards clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,16 +39,37 @@ test: install-dev
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Retrain the two extra seeds of every bundled checkpoint, evaluate all seeds and re-render the cards.
+# Seed 0 is the bundled checkpoint; retrain it with `zoo train ID` and copy config.json and
+# model.safetensors from runs/ID/seed-0 to checkpoints/ID to replace it.
 SEEDS ?= 1 2
+IDS := erm-coloured-digits realpatch-coloured-digits erm-coloured-digits-domains okapi-coloured-digits \
+	erm-coloured-digits-missing-source supmatch-coloured-digits
 results: install
-	for id in erm-coloured-digits realpatch-coloured-digits; do \
+	for id in $(IDS); do \
 	  for seed in $(SEEDS); do $(BIN)/zoo train $$id --seed $$seed || exit 1; done; \
 	  $(BIN)/zoo eval $$id --seed 0 $(foreach s,$(SEEDS),--seed $(s)) > /dev/null || exit 1; \
 	done
-	$(MAKE) cards
+	$(MAKE) variants cards
+
+# Ablations and extra baselines shown in the cards: every seed is trained into runs/VARIANT.
+VARIANT_SEEDS ?= 0 1 2
+variants: install
+	for seed in $(VARIANT_SEEDS); do \
+	  $(BIN)/python training/train_realpatch.py --config training/configs/realpatch-coloured-digits-no-matching.yaml --seed $$seed || exit 1; \
+	  $(BIN)/python training/train_okapi.py --config training/configs/fixmatch-coloured-digits-domains.yaml --seed $$seed || exit 1; \
+	  for labeller in kmeans none; do \
+	    $(BIN)/python training/train_supmatch.py --config training/configs/supmatch-coloured-digits.yaml --labeller $$labeller \
+	      --seed $$seed --output-dir runs/supmatch-coloured-digits-$$labeller/seed-$$seed || exit 1; \
+	  done; \
+	done
+	$(BIN)/zoo eval realpatch-coloured-digits --run-name realpatch-coloured-digits-no-matching $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
+	$(BIN)/zoo eval okapi-coloured-digits --run-name fixmatch-coloured-digits-domains $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
+	for labeller in kmeans none; do \
+	  $(BIN)/zoo eval supmatch-coloured-digits --run-name supmatch-coloured-digits-$$labeller $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null || exit 1; \
+	done
 
 cards: install
-	for id in erm-coloured-digits realpatch-coloured-digits; do $(BIN)/zoo card $$id || exit 1; done
+	for id in $(IDS); do $(BIN)/zoo card $$id || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

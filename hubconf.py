@@ -46,3 +46,43 @@ def erm_coloured_digits(pretrained: bool = True, **kwargs):
         **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
     """
     return _load("erm-coloured-digits", pretrained, kwargs)
+
+
+def okapi_coloured_digits(pretrained: bool = True, **kwargs):
+    """Okapi classifier on Coloured Digits (colour-and-rotation domains, two of them unlabelled).
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("okapi-coloured-digits", pretrained, kwargs)
+
+
+def erm_coloured_digits_domains(pretrained: bool = True, **kwargs):
+    """ERM baseline classifier on the Coloured Digits domains protocol, the model Okapi is compared with.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("erm-coloured-digits-domains", pretrained, kwargs)
+
+
+def supmatch_coloured_digits(pretrained: bool = True, **kwargs):
+    """Support Matching autoencoder and classifier on the Coloured Digits missing-source protocol.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("supmatch-coloured-digits", pretrained, kwargs)
+
+
+def erm_coloured_digits_missing_source(pretrained: bool = True, **kwargs):
+    """ERM baseline on the Coloured Digits missing-source protocol, the model Support Matching is compared with.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("erm-coloured-digits-missing-source", pretrained, kwargs)

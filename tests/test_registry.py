@@ -36,13 +36,20 @@ def test_card_source_exists(entry):
     assert (repo_root() / "cards" / f"{entry.id}.md").is_file()
 
 
+# The short name each method's ids start with.
+ID_PREFIXES = {"RealPatch": "realpatch", "ERM": "erm", "Okapi": "okapi", "Support Matching": "supmatch"}
+
+
 @pytest.mark.parametrize("entry", ENTRIES, ids=ENTRY_IDS)
 def test_id_is_method_and_data(entry):
-    method = entry.method.lower()
-    data = entry.dataset.split("/")[0]
+    data, _, protocol = entry.dataset.partition("/")
+    method, _, suffix = entry.id.partition(f"-{data}")
 
     assert ID_PATTERN.match(entry.id), entry.id
-    assert entry.id == f"{method}-{data}"
+    assert method == ID_PREFIXES[entry.method]
+    # A method with one checkpoint per dataset needs no protocol in its id; a second checkpoint
+    # on the same data names its protocol.
+    assert suffix in ("", f"-{protocol}")
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=ENTRY_IDS)

@@ -52,8 +52,8 @@ def test_okapi_run_saves_loadable_checkpoint(tmp_path):
 
     model = zoo.load(output)
     assert type(model) is Okapi
-    assert model.binary is False
-    assert model.num_groups == 7
+    assert model.binary is True
+    assert model.num_groups == 2
     assert len(model.memory) > 0
     assert model.config["training"]["seed"] == 3
     assert model.config["data"]["protocol"] == "domains"
@@ -61,6 +61,20 @@ def test_okapi_run_saves_loadable_checkpoint(tmp_path):
     assert summary["steps"] == STEPS_PER_EPOCH
     assert 0.0 <= summary["validation"]["accuracy"] <= 1.0
     assert 0.0 <= summary["test_ood"]["accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_multi_group_run_uses_domains_as_groups(tmp_path):
+    path = tiny_config(tmp_path, "okapi")
+    config = yaml.safe_load(path.read_text())
+    config["okapi"]["binary"] = False
+    path.write_text(yaml.safe_dump(config))
+    train(path, tmp_path / "out")
+
+    model = zoo.load(tmp_path / "out")
+    assert model.binary is False
+    assert model.num_groups == 7
+    assert set(model.memory.contents()[1].tolist()) <= set(range(6))
 
 
 @pytest.mark.slow

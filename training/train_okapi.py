@@ -1,19 +1,28 @@
-"""Train Okapi or its ERM baseline on Coloured Digits (domains protocol) with Accelerate.
+"""Train Okapi or its ERM and FixMatch baselines on Coloured Digits (domains protocol) with Accelerate.
 
     python training/train_okapi.py --config training/configs/okapi-coloured-digits.yaml
-    python training/train_okapi.py --config ... --method erm --output-dir runs/okapi-erm
+    python training/train_okapi.py --config training/configs/erm-coloured-digits-domains.yaml
+    python training/train_okapi.py --config training/configs/fixmatch-coloured-digits-domains.yaml
+    accelerate launch --cpu --num_processes 2 training/train_okapi.py --config ...
 
-`method: okapi` runs the Okapi step of `zoo.models.okapi` at every iteration. Each step
-passes a labelled batch from the `train` split (colours 0-3) and an unlabelled batch from
-the `unlabelled` split (colours 4-5) to `Okapi.training_losses` in multi-group mode, and the
-colour of each image is its query group. `method: erm` trains a plain `ImageClassifier` with
-cross-entropy on the labelled batches only.
+Every step draws a labelled batch from the `train` split (domains 0-3) and, for the
+semi-supervised methods, an unlabelled batch from the `unlabelled` split (domains 4-5).
 
-Both methods use AdamW with a linear learning-rate warm-up followed by cosine decay. Each
-epoch saves the Accelerate state, so `--resume` continues an interrupted run. The epoch with
-the best validation accuracy is saved with `save_pretrained` into the output folder, and
-`training_summary.json` records its validation accuracy and its accuracy on the `test` split,
-whose colour (6) no training split contains.
+- `method: okapi` runs `Okapi.training_losses`. In binary mode (`okapi.binary: true`) the
+  labelled images are one group and the unlabelled images the other; in multi-group mode each
+  image's domain (its colour, known without labelling it) is its group.
+- `method: fixmatch` trains an `ImageClassifier` with `fixmatch_losses`: pseudo-labels from weak
+  views of the unlabelled images train their strong views.
+- `method: erm` trains an `ImageClassifier` with cross-entropy on the labelled batches only.
+
+All methods use AdamW with a linear learning-rate warm-up followed by cosine decay
+(`training.propensity_lr` gives Okapi's propensity head its own rate). With several processes,
+each process draws its own batches; Okapi averages gradients by hand because its losses run
+outside the DistributedDataParallel forward, and each process keeps its own teacher and memory
+bank. Each epoch saves the Accelerate state, so `--resume` continues an interrupted run. The epoch
+with the best validation accuracy (labelled domains) is saved with `save_pretrained` into the
+output folder, and `training_summary.json` records its validation accuracy and its accuracy on the
+`test` split, whose domain (6) no training split contains.
 """
 
 from __future__ import annotations
@@ -36,14 +45,14 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from zoo.data.coloured_digits import config_of, group_names
+from zoo.data import DatasetDescription, describe
 from zoo.data.tensors import split_to_tensors
 from zoo.distributed import average_gradients, broadcast_buffers
 from zoo.evaluation import build_dataset
 from zoo.losses.semi_supervised import fixmatch_losses
 from zoo.metrics import evaluate_loader
 from zoo.models import ImageClassifier
-from zoo.models.classifier import DEFAULT_PREPROCESSING
+from zoo.models.classifier import encoder_arguments
 from zoo.models.okapi import Okapi
 
 logger = logging.getLogger("train_okapi")
@@ -55,6 +64,7 @@ FIXMATCH_DEFAULTS = {"threshold": 0.95, "unlabelled_weight": 1.0}
 
 # Constructor arguments of `Okapi` that the config's `okapi` section may set.
 OKAPI_KEYS = (
+    "binary",
     "memory_capacity",
     "temperature",
     "fixed_caliper",
@@ -143,23 +153,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def dataset_config(dataset) -> dict[str, Any]:
-    return json.loads(dataset["train"].info.description)["config"]
-
-
-def make_model(config: dict[str, Any], data_config: dict[str, Any], seed: int) -> ImageClassifier:
+def make_model(config: dict[str, Any], description: DatasetDescription, seed: int) -> ImageClassifier:
     """Build the model of the config's method.
 
     ERM gets a plain `ImageClassifier`: it has the same encoder and head as `Okapi`, so the
     two methods compare the same network, and its checkpoint carries no teacher, memory bank
     or propensity head that ERM would never train.
     """
-    label_names = ["digits " + "".join(str(d) for d in digits) for digits in data_config["classes"]]
     common = dict(
-        num_classes=len(label_names),
-        label_names=label_names,
-        widths=tuple(config["model"].get("widths", (32, 64, 128))),
-        preprocessing=dict(config["model"].get("preprocessing", DEFAULT_PREPROCESSING)),
+        num_classes=description.num_classes,
+        label_names=list(description.label_names),
+        # The config's `model.encoder` spec, or `model.widths` for the conv encoder.
+        **encoder_arguments(config["model"], description.modality),
         data=dict(config["data"]),
         training={"method": config["method"], "seed": seed, "config": config},
     )
@@ -167,7 +172,10 @@ def make_model(config: dict[str, Any], data_config: dict[str, Any], seed: int) -
         return ImageClassifier(**common)
     # Multi-group mode with one group per colour of the protocol, so the propensity head
     # separates domains rather than labelled from unlabelled images.
-    return Okapi(num_groups=len(data_config["colours"]), binary=False, **dict(config.get("okapi") or {}), **common)
+    settings = dict(config.get("okapi") or {})
+    if settings.pop("binary", False):
+        return Okapi(num_groups=2, binary=True, **settings, **common)
+    return Okapi(num_groups=description.num_subgroups, binary=False, **settings, **common)
 
 
 def parameter_groups(model, settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -226,14 +234,17 @@ def main(argv: list[str] | None = None) -> int:
 
     # Every process builds the same data from the protocol's seed.
     dataset = build_dataset(config["data"])
-    data_config = dataset_config(dataset)
+    description = describe(dataset)
     for split in ("train", "unlabelled", "validation", "test"):
         if split not in dataset:
-            raise SystemExit(f"error: the dataset has no {split!r} split. Use the Coloured Digits 'domains' protocol")
-    num_subgroups = len(data_config["colours"])
-    names = group_names(config_of(dataset))
+            raise SystemExit(
+                f"error: the dataset has no {split!r} split; it has {sorted(dataset)}. Use the Coloured Digits "
+                "'domains' protocol, iwildcam or civilcomments (with unlabelled: true)"
+            )
+    num_subgroups = description.num_subgroups
+    names = description.group_names
 
-    model = make_model(config, data_config, seed)
+    model = make_model(config, description, seed)
     preprocessing = model.preprocessing
     train_images, train_labels, train_subgroups = split_to_tensors(dataset["train"], preprocessing)
     # The unlabelled split hides `label` and `subgroup` (-1), but `true_subgroup` is the colour,
@@ -291,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
                     images,
                     labels,
                     extra_images,
-                    query_groups=torch.cat([domains, extra_domains]),
+                    # Binary mode derives the groups itself: 1 labelled, 0 unlabelled.
+                    query_groups=None if okapi.binary else torch.cat([domains, extra_domains]),
                     step=progress.step,
                     generator=progress.generator,
                 )

@@ -1,4 +1,4 @@
-"""Train RealPatch or its ERM baseline on Coloured Digits with Accelerate.
+"""Train RealPatch or its ERM baseline on Coloured Digits or a published benchmark with Accelerate.
 
     python training/train_realpatch.py --config training/configs/realpatch-coloured-digits.yaml
     accelerate launch --cpu --num_processes 2 training/train_realpatch.py --config ...
@@ -11,6 +11,11 @@ classifier on the original plus matched samples with group DRO and a Jensen-Shan
 consistency term. Each epoch saves the Accelerate state, so `--resume` continues an
 interrupted run. The best epoch on validation (worst-group or average accuracy, per config)
 is saved with `save_pretrained` into the output folder.
+
+The data is any dataset with labelled `train`, `validation` and `test` splits and two
+subgroups, such as Waterbirds or CelebA in their released layouts (`zoo.data.published`,
+configs `realpatch-waterbirds.yaml` and `realpatch-celeba.yaml`). The config's
+`model.encoder` spec, when given, replaces the conv encoder that `model.widths` describes.
 """
 
 from __future__ import annotations
@@ -33,14 +38,14 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from zoo.data.coloured_digits import config_of, group_names
+from zoo.data import describe
 from zoo.data.tensors import split_to_tensors
 from zoo.evaluation import build_dataset
 from zoo.losses import GroupDROWeights, jensen_shannon_divergence
 from zoo.matching import fit_propensity
 from zoo.metrics import evaluate_loader
 from zoo.models import ImageClassifier, RealPatch
-from zoo.models.classifier import DEFAULT_PREPROCESSING
+from zoo.models.classifier import encoder_arguments
 from zoo.models.realpatch import stage1_match
 
 logger = logging.getLogger("train_realpatch")
@@ -99,23 +104,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_model(config: dict[str, Any], dataset, seed: int):
-    data_config = dataset_config(dataset)
-    label_names = ["digits " + "".join(str(d) for d in digits) for digits in data_config["classes"]]
+    description = describe(dataset)
     common = dict(
-        num_classes=len(label_names),
-        label_names=label_names,
-        widths=tuple(config["model"].get("widths", (32, 64, 128))),
-        preprocessing=dict(config["model"].get("preprocessing", DEFAULT_PREPROCESSING)),
+        num_classes=description.num_classes,
+        label_names=list(description.label_names),
+        **encoder_arguments(config["model"], description.modality),
         data=dict(config["data"]),
         training={"method": config["method"], "seed": seed, "config": config},
     )
     if config["method"] == "realpatch":
-        return RealPatch(subgroup_names=tuple(data_config["colours"]), matching=config.get("matching"), **common)
+        return RealPatch(subgroup_names=description.subgroup_names, matching=config.get("matching"), **common)
     return ImageClassifier(**common)
-
-
-def dataset_config(dataset) -> dict[str, Any]:
-    return json.loads(dataset["train"].info.description)["config"]
 
 
 def selection_score(metrics: dict[str, Any], selection: str) -> float:
@@ -247,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Every process builds the same data from the protocol's seed; no process waits for files.
     dataset = build_dataset(config["data"])
-    data_config = dataset_config(dataset)
-    num_subgroups = len(data_config["colours"])
-    names = group_names(config_of(dataset))
+    description = describe(dataset)
+    num_subgroups = description.num_subgroups
+    names = description.group_names
 
     model = make_model(config, dataset, seed)
     preprocessing = model.preprocessing
@@ -310,7 +309,7 @@ def run_stage0_and_1(
         return json.loads(report_path.read_text())
 
     encoder_model = ImageClassifier(
-        num_classes=model.num_classes, label_names=model.label_names, widths=tuple(config["model"].get("widths", (32, 64, 128))),
+        num_classes=model.num_classes, label_names=model.label_names, encoder=model.encoder_spec,
         preprocessing=model.preprocessing,
     )
     stage0 = {**config["training"], **config.get("encoder", {}), "objective": "erm", "selection": "average"}

@@ -1,4 +1,4 @@
-"""Train adversarial support matching or its ERM baseline on Coloured Digits (missing-source protocol).
+"""Train adversarial support matching or its ERM baseline on image data with missing sources.
 
     python training/train_supmatch.py --config training/configs/supmatch-coloured-digits.yaml
     python training/train_supmatch.py --config ... --method erm --output-dir runs/supmatch-erm
@@ -13,6 +13,12 @@ unlabelled `deployment` split and are stratified by the ids of a labeller:
   with k chosen by the silhouette score. Raw pixels need no encoder warm-up and cannot drift
   while the encoder trains. True labels are never read.
 - `none` puts every deployment image into one group, so deployment bags are uniform draws.
+
+The data is the Coloured Digits missing-source protocol, or an image dataset in a published
+layout (`zoo.data.published`) whose config removes sources from `train` with `drop_sources`
+and carves an unlabelled `deployment` split with `deployment` (see `supmatch-celeba.yaml` and
+`supmatch-waterbirds.yaml`). The autoencoder is convolutional, so text and table data are not
+supported.
 
 Every encoder step follows `disc_steps` discriminator steps, each on freshly drawn bags. The
 discriminator and the autoencoder with its predictors have separate AdamW optimisers. During
@@ -48,8 +54,8 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
+from zoo.data import DatasetDescription, describe
 from zoo.data.bags import BalancedBagSampler, group_ids, group_multipliers
-from zoo.data.coloured_digits import config_of, group_names
 from zoo.data.labellers import kmeans_labels, no_labels, oracle_labels
 from zoo.data.tensors import split_to_tensors
 from zoo.distributed import average_gradients, broadcast_buffers
@@ -143,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="YAML training config")
     parser.add_argument("--method", help=f"replace the config's method, one of {', '.join(METHODS)}")
     parser.add_argument("--labeller", help=f"replace the config's deployment labeller, one of {', '.join(LABELLERS)}")
-    parser.add_argument("--output-dir", help="output folder (default: runs/<model_id>/<method>/seed-<seed>)")
+    parser.add_argument("--output-dir", help="output folder (default: runs/<model_id>/seed-<seed>)")
     parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
     parser.add_argument("--epochs", type=int, help="replace the config's number of epochs (for quick runs)")
     parser.add_argument("--resume", action="store_true", help="continue from the last saved state in the output folder")
@@ -154,15 +160,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_model(config: dict[str, Any], data_config: dict[str, Any], seed: int) -> SupportMatching:
-    label_names = ["digits " + "".join(str(d) for d in digits) for digits in data_config["classes"]]
+def make_model(config: dict[str, Any], description: DatasetDescription, seed: int) -> SupportMatching:
     settings = dict(config["model"])
     settings["widths"] = tuple(settings.get("widths", (32, 64, 128)))
     settings["preprocessing"] = dict(settings.get("preprocessing", DEFAULT_PREPROCESSING))
     return SupportMatching(
-        num_classes=len(label_names),
-        num_subgroups=len(data_config["colours"]),
-        label_names=label_names,
+        num_classes=description.num_classes,
+        num_subgroups=description.num_subgroups,
+        label_names=list(description.label_names),
         data=dict(config["data"]),
         training={"method": config["method"], "labeller": config["labeller"], "seed": seed, "config": config},
         **settings,
@@ -249,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         config["training"]["epochs"] = args.epochs
     settings = config["training"]
-    output_dir = Path(args.output_dir or f"runs/{config['model_id']}/{method}/seed-{seed}")
+    output_dir = Path(args.output_dir or f"runs/{config['model_id']}/seed-{seed}")
     output_dir.mkdir(parents=True, exist_ok=True)
 
     accelerator = Accelerator(cpu=args.cpu, project_config=ProjectConfiguration(project_dir=str(output_dir)))
@@ -260,12 +265,20 @@ def main(argv: list[str] | None = None) -> int:
     dataset = build_dataset(config["data"])
     for split in ("train", "deployment", "test"):
         if split not in dataset:
-            raise SystemExit(f"error: the dataset has no {split!r} split. Use the Coloured Digits 'missing-source' protocol")
-    data_config = json.loads(dataset["train"].info.description)["config"]
-    num_subgroups = len(data_config["colours"])
-    names = group_names(config_of(dataset))
+            raise SystemExit(
+                f"error: the dataset has no {split!r} split; it has {sorted(dataset)}. Use the Coloured Digits "
+                "'missing-source' protocol, or carve one with the data config's deployment option"
+            )
+    description = describe(dataset)
+    if description.modality != "image":
+        raise SystemExit(
+            f"error: support matching trains a convolutional autoencoder on images, but {description.name} "
+            f"contains {description.modality} data; choose an image dataset"
+        )
+    num_subgroups = description.num_subgroups
+    names = description.group_names
 
-    model = make_model(config, data_config, seed)
+    model = make_model(config, description, seed)
     preprocessing = model.preprocessing
     train_images, train_labels, train_subgroups = split_to_tensors(dataset["train"], preprocessing)
     deployment_images, _, _ = split_to_tensors(dataset["deployment"], preprocessing)
@@ -382,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     test_metrics = evaluate_groups(network, test_images.to(device), test_labels.to(device), test_subgroups.to(device))
     for parameter in network.encoder.parameters():
         parameter.requires_grad_(True)
-    test_metrics = named_metrics(test_metrics, names, list(data_config["colours"]))
+    test_metrics = named_metrics(test_metrics, names, list(description.subgroup_names))
     summary = {
         "model_id": config["model_id"],
         "method": method,
@@ -392,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": progress.step,
         "resumed_from_epoch": resumed_from,
         "deployment_labelling": labelling,
-        "train_balanced_classifier": named_metrics(train_metrics, names, list(data_config["colours"])),
+        "train_balanced_classifier": named_metrics(train_metrics, names, list(description.subgroup_names)),
         "test": test_metrics,
         "test_accuracy": test_metrics["accuracy"],
         "test_robust_accuracy": test_metrics["robust_accuracy"],

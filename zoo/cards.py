@@ -24,6 +24,7 @@ __all__ = ["front_matter", "load_results", "load_variants", "render_card"]
 METRIC_NAMES = {
     "accuracy": "Accuracy",
     "worst_group_accuracy": "Worst-group accuracy",
+    "robust_accuracy": "Robust accuracy (lowest accuracy over subgroups)",
     "gap": "Group accuracy gap (best - worst)",
 }
 
@@ -36,10 +37,14 @@ def load_results(model_id: str, results_dir: str | Path | None = None) -> dict[s
 
 
 def load_variants(model_id: str, results_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """Read the results of variants (ablations) of `model_id`: files `<id>-*.json` with a `variant` entry."""
+    """Read the results of variants of `model_id` (ablations, extra baselines such as FixMatch).
+
+    A variant is a results file written by `zoo eval <id> --run-name <variant>`: its `model_id`
+    is `model_id` and its `variant` entry is set.
+    """
     folder = Path(results_dir) if results_dir else repo_root() / "cards" / "results"
     variants = {}
-    for path in sorted(folder.glob(f"{model_id}-*.json")):
+    for path in sorted(folder.glob("*.json")):
         results = json.loads(path.read_text())
         if results.get("model_id") == model_id and results.get("variant"):
             variants[results["variant"]] = results
@@ -54,6 +59,8 @@ def front_matter(info: CheckpointInfo, results: dict[str, Any] | None) -> dict[s
     if results:
         dataset = results["dataset"]
         for key, name in METRIC_NAMES.items():
+            if key not in results["metrics"]:
+                continue
             eval_results.append(
                 EvalResult(
                     task_type=info.task,

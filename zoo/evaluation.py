@@ -37,7 +37,7 @@ def _build_coloured_digits(data: dict[str, Any]):
     from zoo.data.coloured_digits import build_coloured_digits
 
     overrides = dict(data.get("overrides") or {})
-    for key in ("colour_mixing", "classes", "colours", "subgroup_styles", "subgroup_rotations"):
+    for key in ("colour_mixing", "classes", "colours", "subgroup_rotations"):
         if isinstance(overrides.get(key), list):
             overrides[key] = tuple(tuple(v) if isinstance(v, list) else v for v in overrides[key])
     return build_coloured_digits(data.get("protocol", "spurious"), seed=int(data.get("seed", 0)), **overrides)

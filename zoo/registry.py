@@ -126,6 +126,38 @@ GROUP_DRO_PAPER = Paper(
 }""",
 )
 
+OKAPI_PAPER = Paper(
+    title="Okapi: Generalising Better by Making Statistical Matches Match",
+    authors="Myles Bartlett, Sara Romiti, Viktoriia Sharmanska, Novi Quadrianto",
+    venue="Advances in Neural Information Processing Systems (NeurIPS)",
+    year=2022,
+    url="https://arxiv.org/abs/2211.05236",
+    code_url="https://github.com/wearepal/okapi",
+    code_license="not checked",
+    bibtex="""@inproceedings{bartlett2022okapi,
+  title     = {Okapi: Generalising Better by Making Statistical Matches Match},
+  author    = {Bartlett, Myles and Romiti, Sara and Sharmanska, Viktoriia and Quadrianto, Novi},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year      = {2022}
+}""",
+)
+
+SUPPORT_MATCHING_PAPER = Paper(
+    title="Addressing Attribute Bias with Adversarial Support-Matching",
+    authors="Thomas Kehrenberg, Myles Bartlett, Viktoriia Sharmanska, Novi Quadrianto",
+    venue="Transactions on Machine Learning Research (TMLR)",
+    year=2024,
+    url="https://openreview.net/forum?id=JYbnJ92TJf",
+    code_url="https://github.com/wearepal/support-matching",
+    code_license="not checked",
+    bibtex="""@article{kehrenberg2024addressing,
+  title   = {Addressing Attribute Bias with Adversarial Support-Matching},
+  author  = {Kehrenberg, Thomas and Bartlett, Myles and Sharmanska, Viktoriia and Quadrianto, Novi},
+  journal = {Transactions on Machine Learning Research},
+  year    = {2024}
+}""",
+)
+
 _ENTRIES = [
     CheckpointInfo(
         id="realpatch-coloured-digits",
@@ -162,6 +194,78 @@ _ENTRIES = [
         baseline="realpatch-coloured-digits",
         paper=GROUP_DRO_PAPER,
         tags=("robustness", "spurious-correlation", "baseline"),
+    ),
+    CheckpointInfo(
+        id="okapi-coloured-digits",
+        model_class="Okapi",
+        hub_repo="zoo-models/okapi-coloured-digits",
+        sha256="0" * 64,
+        method="Okapi",
+        summary=(
+            "Small CNN trained by Okapi (online propensity-score matching of labelled and unlabelled images "
+            "with an EMA teacher and a memory bank) on Coloured Digits with colour-and-rotation domains."
+        ),
+        task="image-classification",
+        dataset="coloured-digits/domains",
+        train_script="training/train_okapi.py",
+        train_config="training/configs/okapi-coloured-digits.yaml",
+        baseline="erm-coloured-digits-domains",
+        paper=OKAPI_PAPER,
+        tags=("domain-generalisation", "semi-supervised", "statistical-matching"),
+    ),
+    CheckpointInfo(
+        id="erm-coloured-digits-domains",
+        model_class="ImageClassifier",
+        hub_repo="zoo-models/erm-coloured-digits-domains",
+        sha256="0" * 64,
+        method="ERM",
+        summary=(
+            "The same small CNN trained by plain empirical risk minimisation on the labelled domains of "
+            "Coloured Digits (the baseline Okapi is compared with)."
+        ),
+        task="image-classification",
+        dataset="coloured-digits/domains",
+        train_script="training/train_okapi.py",
+        train_config="training/configs/erm-coloured-digits-domains.yaml",
+        baseline="okapi-coloured-digits",
+        paper=OKAPI_PAPER,
+        tags=("domain-generalisation", "baseline"),
+    ),
+    CheckpointInfo(
+        id="supmatch-coloured-digits",
+        model_class="SupportMatching",
+        hub_repo="zoo-models/supmatch-coloured-digits",
+        sha256="0" * 64,
+        method="Support Matching",
+        summary=(
+            "Convolutional autoencoder whose class code is made indistinguishable between balanced bags of the "
+            "training and deployment sets, on the two-digit, two-colour missing-source protocol of Coloured Digits."
+        ),
+        task="image-classification",
+        dataset="coloured-digits/missing-source",
+        train_script="training/train_supmatch.py",
+        train_config="training/configs/supmatch-coloured-digits.yaml",
+        baseline="erm-coloured-digits-missing-source",
+        paper=SUPPORT_MATCHING_PAPER,
+        tags=("robustness", "missing-sources", "adversarial"),
+    ),
+    CheckpointInfo(
+        id="erm-coloured-digits-missing-source",
+        model_class="SupportMatching",
+        hub_repo="zoo-models/erm-coloured-digits-missing-source",
+        sha256="0" * 64,
+        method="ERM",
+        summary=(
+            "The same encoder and classifier trained by plain empirical risk minimisation on the training split "
+            "of the missing-source protocol (the baseline Support Matching is compared with)."
+        ),
+        task="image-classification",
+        dataset="coloured-digits/missing-source",
+        train_script="training/train_supmatch.py",
+        train_config="training/configs/erm-coloured-digits-missing-source.yaml",
+        baseline="supmatch-coloured-digits",
+        paper=SUPPORT_MATCHING_PAPER,
+        tags=("robustness", "missing-sources", "baseline"),
     ),
 ]
 

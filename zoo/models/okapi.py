@@ -107,7 +107,7 @@ def _check_number(name: str, value: Any, *, minimum: float, strict: bool) -> Non
 
 
 class Okapi(ImageClassifier, tags=["okapi", "statistical-matching", "domain-generalisation", "semi-supervised"]):
-    """An image classifier trained with Okapi, with its teacher, memory bank and propensity head.
+    """A classifier trained with Okapi, with its teacher, memory bank and propensity head.
 
     `forward` and `predict` use the online classifier only. The teacher, memory bank and
     propensity head are saved in the checkpoint so that training can resume from it.
@@ -115,8 +115,9 @@ class Okapi(ImageClassifier, tags=["okapi", "statistical-matching", "domain-gene
     Args:
         num_classes: number of output classes.
         label_names: a name per class.
-        widths: channels of the encoder stages.
-        preprocessing: how `predict` prepares raw images.
+        widths: channels of the conv encoder's stages (see `ImageClassifier`).
+        encoder: an encoder spec in place of `widths`, for example a text encoder.
+        preprocessing: how `predict` prepares raw inputs.
         num_groups: number of groups that matching separates. Binary mode needs 2.
         binary: match labelled (group 1) against unlabelled (group 0) samples with a sigmoid
             propensity head. Otherwise groups are domain ids in [0, num_groups) and the head
@@ -148,7 +149,8 @@ class Okapi(ImageClassifier, tags=["okapi", "statistical-matching", "domain-gene
         *,
         num_classes: int = 2,
         label_names: Sequence[str] | None = None,
-        widths: Sequence[int] = (32, 64, 128),
+        widths: Sequence[int] | None = None,
+        encoder: dict[str, Any] | None = None,
         preprocessing: dict[str, Any] | None = None,
         num_groups: int = 2,
         binary: bool = True,
@@ -170,6 +172,7 @@ class Okapi(ImageClassifier, tags=["okapi", "statistical-matching", "domain-gene
             num_classes=num_classes,
             label_names=label_names,
             widths=widths,
+            encoder=encoder,
             preprocessing=preprocessing,
             data=data,
             training=training,
@@ -409,16 +412,18 @@ class Okapi(ImageClassifier, tags=["okapi", "statistical-matching", "domain-gene
             `match_rate`, `lambda`, `momentum` and `num_keys` (plain numbers).
         """
         _check_int("step", step, 0)
-        if labelled_images.ndim != 4 or labelled_images.shape[0] == 0:
+        # Images are (N, C, H, W), token ids (N, L) and table rows (N, F), so only a batch axis is required.
+        if labelled_images.ndim < 2 or labelled_images.shape[0] == 0:
             raise ValueError(
-                f"labelled_images must be a non-empty batch (N, C, H, W), got shape {tuple(labelled_images.shape)}"
+                f"labelled_images must be a non-empty batch such as (N, C, H, W) images or (N, L) token ids, "
+                f"got shape {tuple(labelled_images.shape)}"
             )
         if labels.shape != (labelled_images.shape[0],):
             raise ValueError(
                 f"labels must have shape ({labelled_images.shape[0]},), one per labelled image, "
                 f"got {tuple(labels.shape)}"
             )
-        if unlabelled_images.ndim != 4 or unlabelled_images.shape[1:] != labelled_images.shape[1:]:
+        if unlabelled_images.ndim != labelled_images.ndim or unlabelled_images.shape[1:] != labelled_images.shape[1:]:
             raise ValueError(
                 f"unlabelled_images must have shape (N, {', '.join(map(str, labelled_images.shape[1:]))}) "
                 f"like the labelled images, got {tuple(unlabelled_images.shape)}"

@@ -34,9 +34,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.data.images import ImageLike, preprocess
+from zoo.data.images import ImageLike
+from zoo.data.inputs import prepare_inputs
 from zoo.models.classifier import ImageClassifier
-from zoo.nn import ConvEncoder
 
 __all__ = ["DEFAULT_MATCHING", "MatchingCandidates", "RealPatch", "stage1_match"]
 
@@ -118,8 +118,10 @@ class RealPatch(ImageClassifier, tags=["realpatch", "statistical-matching", "rob
         num_classes: number of output classes.
         label_names: a name per class.
         subgroup_names: a name per subgroup (exactly two: matching is binary).
-        widths: channels of the classifier's and the matching encoder's stages.
-        preprocessing: how `predict` prepares raw images.
+        widths: channels of the classifier's and the matching encoder's conv stages (see
+            `ImageClassifier`).
+        encoder: an encoder spec for the classifier and the matching encoder, in place of `widths`.
+        preprocessing: how `predict` prepares raw inputs.
         matching: Stage-1 settings: `temperature`, `fixed_caliper`, `std_caliper`, `k`,
             `within_class`, `propensity_C`.
         data: description of the training data.
@@ -132,7 +134,8 @@ class RealPatch(ImageClassifier, tags=["realpatch", "statistical-matching", "rob
         num_classes: int = 2,
         label_names: Sequence[str] | None = None,
         subgroup_names: Sequence[str] = ("0", "1"),
-        widths: Sequence[int] = (32, 64, 128),
+        widths: Sequence[int] | None = None,
+        encoder: dict[str, Any] | None = None,
         preprocessing: dict[str, Any] | None = None,
         matching: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
@@ -142,6 +145,7 @@ class RealPatch(ImageClassifier, tags=["realpatch", "statistical-matching", "rob
             num_classes=num_classes,
             label_names=label_names,
             widths=widths,
+            encoder=encoder,
             preprocessing=preprocessing,
             data=data,
             training=training,
@@ -153,7 +157,7 @@ class RealPatch(ImageClassifier, tags=["realpatch", "statistical-matching", "rob
             raise ValueError(f"unknown matching settings {unknown}; expected keys {sorted(DEFAULT_MATCHING)}")
         self.subgroup_names = list(subgroup_names)
         self.matching_settings = {**DEFAULT_MATCHING, **(matching or {})}
-        self.match_encoder = ConvEncoder(in_channels=self.encoder.in_channels, widths=tuple(widths))
+        self.match_encoder = self.new_encoder()
         self.propensity = nn.Linear(self.match_encoder.num_features, 1)
 
     def matching_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -204,7 +208,7 @@ class RealPatch(ImageClassifier, tags=["realpatch", "statistical-matching", "rob
 
         if query_subgroup not in (0, 1):
             raise ValueError(f"query_subgroup must be 0 or 1, got {query_subgroup}")
-        batch = preprocess(query, self.preprocessing)
+        batch, _ = prepare_inputs(query, self.preprocessing)
         if query_label is None:
             was_training = self.training
             self.eval()

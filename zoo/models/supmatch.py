@@ -338,8 +338,7 @@ class SupportMatching(
                     "The adversarial loss compares whole bags, so draw batches of complete bags"
                 )
 
-        train_zs, train_zy = self.encode(train_images)
-        deployment_zs, deployment_zy = self.encode(deployment_images)
+        train_zs, train_zy, deployment_zs, deployment_zy = self._encode_jointly(train_images, deployment_images)
 
         decoder_zs = self._subgroup_one_hot(train_subgroups, train_zs) if self.s_as_zs else train_zs
         reconstruction = 0.5 * (
@@ -369,6 +368,17 @@ class SupportMatching(
             "subgroup": subgroup_loss,
         }
 
+    def _encode_jointly(self, train_images: torch.Tensor, deployment_images: torch.Tensor):
+        """Encode both batches in one pass and return (train z_s, train z_y, deployment z_s, deployment z_y).
+
+        One pass gives both batches the same batch-norm statistics. Encoded separately, each
+        batch would be normalised by its own mean, which differs with its source mix, and the
+        discriminator could tell the bags apart by that offset alone.
+        """
+        zs, zy = self.encode(torch.cat([train_images, deployment_images]))
+        count = train_images.shape[0]
+        return zs[:count], zy[:count], zs[count:], zy[count:]
+
     def discriminator_losses(self, train_images: torch.Tensor, deployment_images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Compute the discriminator loss on detached z_y, with deployment bags as real and training bags as fake.
 
@@ -381,8 +391,7 @@ class SupportMatching(
         self._check_images(train_images, "train_images")
         self._check_images(deployment_images, "deployment_images")
         with torch.no_grad():
-            _, train_zy = self.encode(train_images)
-            _, deployment_zy = self.encode(deployment_images)
+            _, train_zy, _, deployment_zy = self._encode_jointly(train_images, deployment_images)
         fake_logits = self.discriminator(batch_to_bags(train_zy, self.bag_size))
         real_logits = self.discriminator(batch_to_bags(deployment_zy, self.bag_size))
         loss = discriminator_loss(real_logits, fake_logits)
