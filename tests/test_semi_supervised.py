@@ -19,7 +19,8 @@ def test_weak_augment_translates_within_max_shift():
     base[0, 0, 4, 4] = 1.0
     shifted = weak_augment(base, max_shift=2, generator=torch.Generator().manual_seed(1))
     row, col = (shifted[0, 0] == 1.0).nonzero()[0].tolist()
-    assert abs(row - 4) <= 2 and abs(col - 4) <= 2
+    assert abs(row - 4) <= 2
+    assert abs(col - 4) <= 2
     assert shifted.sum() == 1.0
 
 

@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         postfix = {"loss": f"{loss.item():.3f}", "val_acc": f"{metrics['accuracy']:.3f}"}
         for key in ("ps", "match_rate", "mask_rate"):
             if key in losses:
-                postfix[key] = f"{float(losses[key]):.2f}"
+                postfix[key] = f"{float(torch.as_tensor(losses[key]).detach()):.2f}"
         bar.set_postfix(postfix)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(state_dir))

@@ -96,17 +96,19 @@ def _plot_group_accuracy(path: Path, entries: list[tuple[str, dict[str, Any]]]) 
 
     groups = list(entries[0][1]["metrics"]["group_accuracy"])
     width = 0.8 / len(entries)
-    figure, axis = plt.subplots(figsize=(7, 3.2), dpi=120)
+    figure, axis = plt.subplots(figsize=(max(7.0, 0.75 * len(groups)), 3.4), dpi=120)
     for offset, (label, results) in enumerate(entries):
         values = [results["metrics"]["group_accuracy"][g] for g in groups]
         positions = np.arange(len(groups)) + (offset - (len(entries) - 1) / 2) * width
         bars = axis.bar(positions, values, width, label=label)
-        axis.bar_label(bars, fmt="%.2f", fontsize=7)
-    axis.set_xticks(np.arange(len(groups)), groups, fontsize=8)
+        axis.bar_label(bars, fmt="%.2f", fontsize=6 if len(groups) > 6 else 7)
+    # Many groups get slanted names so that neighbouring labels do not overlap.
+    slanted = len(groups) > 6
+    axis.set_xticks(np.arange(len(groups)), groups, fontsize=8, rotation=30 if slanted else 0, ha="right" if slanted else "center")
     axis.set_ylim(0, 1.1)
     axis.set_ylabel("test accuracy")
     axis.set_title("Accuracy per (class, colour) group")
-    axis.legend(fontsize=8, loc="lower right")
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -199,7 +199,7 @@ _ENTRIES = [
         id="okapi-coloured-digits",
         model_class="Okapi",
         hub_repo="zoo-models/okapi-coloured-digits",
-        sha256="0" * 64,
+        sha256="e66cbf983bc2e61e5f106dce123ea96c4606edd7ad92392075f0e3afb1ab3298",
         method="Okapi",
         summary=(
             "Small CNN trained by Okapi (online propensity-score matching of labelled and unlabelled images "
@@ -217,7 +217,7 @@ _ENTRIES = [
         id="erm-coloured-digits-domains",
         model_class="ImageClassifier",
         hub_repo="zoo-models/erm-coloured-digits-domains",
-        sha256="0" * 64,
+        sha256="45ad07e587f9c451cf562568a39cf0f8efbb2b6b0eaa5ee951dba4c20d24fb6d",
         method="ERM",
         summary=(
             "The same small CNN trained by plain empirical risk minimisation on the labelled domains of "
@@ -235,7 +235,7 @@ _ENTRIES = [
         id="supmatch-coloured-digits",
         model_class="SupportMatching",
         hub_repo="zoo-models/supmatch-coloured-digits",
-        sha256="0" * 64,
+        sha256="3d5efb21593b8ef731c595c2d5d3c49d3b28b4583906cc91d3275140a288cfcd",
         method="Support Matching",
         summary=(
             "Convolutional autoencoder whose class code is made indistinguishable between balanced bags of the "
@@ -253,7 +253,7 @@ _ENTRIES = [
         id="erm-coloured-digits-missing-source",
         model_class="SupportMatching",
         hub_repo="zoo-models/erm-coloured-digits-missing-source",
-        sha256="0" * 64,
+        sha256="dc7986ea07ceb152c89c78ee1920d64414a46b9cc9e0be992899ab9bc593bc41",
         method="ERM",
         summary=(
             "The same encoder and classifier trained by plain empirical risk minimisation on the training split "
