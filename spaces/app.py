@@ -39,6 +39,8 @@ class Tab:
 
 TABS: list[Tab] = [
     Tab("RealPatch", "spaces.realpatch.app", ("realpatch", "erm")),
+    Tab("Okapi", "spaces.okapi.app", ("okapi", "okapi_erm")),
+    Tab("Support Matching", "spaces.supmatch.app", ("supmatch", "supmatch_erm")),
 ]
 
 

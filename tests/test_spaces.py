@@ -29,9 +29,12 @@ if str(REPO_ROOT) not in sys.path:
 gr = pytest.importorskip("gradio")
 
 from spaces import app as combined_app  # noqa: E402
+from spaces.okapi import app as okapi_app  # noqa: E402
 from spaces.realpatch import app as realpatch_app  # noqa: E402
-from zoo.data.coloured_digits import COLOURS  # noqa: E402
-from zoo.models import ImageClassifier, RealPatch  # noqa: E402
+from spaces.supmatch import app as supmatch_app  # noqa: E402
+from zoo.data.coloured_digits import COLOURS, config_of  # noqa: E402
+from zoo.models import ImageClassifier, Okapi, RealPatch, SupportMatching  # noqa: E402
+from zoo.registry import REGISTRY  # noqa: E402
 
 LABEL_NAMES = ["digits 01234", "digits 56789"]
 
@@ -383,3 +386,546 @@ def test_app_script_serves_on_loopback(checkpoints):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# Okapi tab -----------------------------------------------------------------------------------
+
+DOMAINS_DATA = {"name": "coloured-digits", "protocol": "domains", "seed": 0}
+DIGIT_NAMES = [f"digits {digit}" for digit in range(10)]
+# Small encoder stages keep saving, loading and embedding the gallery fast.
+TINY_WIDTHS = (4, 8)
+
+
+def save_okapi(folder: Path, **settings) -> str:
+    torch.manual_seed(0)
+    arguments = {"num_classes": 10, "label_names": DIGIT_NAMES, "widths": TINY_WIDTHS, "data": DOMAINS_DATA}
+    if not settings.get("binary", False):
+        arguments["num_groups"] = 7
+    Okapi(**{"binary": False, **arguments, **settings}).save_pretrained(folder)
+    return str(folder)
+
+
+def save_domains_erm(folder: Path, **settings) -> str:
+    torch.manual_seed(1)
+    arguments = {"num_classes": 10, "label_names": DIGIT_NAMES, "widths": TINY_WIDTHS, "data": DOMAINS_DATA}
+    ImageClassifier(**{**arguments, **settings}).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def okapi_checkpoints(tmp_path_factory) -> dict[str, str]:
+    """Random multi-group and binary Okapi checkpoints and an ERM checkpoint on the domains protocol.
+
+    The `open` checkpoint has both calipers off, so every query is matched in every other domain.
+    """
+    folder = tmp_path_factory.mktemp("okapi-checkpoints")
+    return {
+        "okapi": save_okapi(folder / "okapi"),
+        "open": save_okapi(folder / "open", fixed_caliper=None, std_caliper=None),
+        "binary": save_okapi(folder / "binary", binary=True, k=2),
+        "erm": save_domains_erm(folder / "erm"),
+    }
+
+
+@pytest.fixture(scope="module")
+def okapi_resources(okapi_checkpoints) -> okapi_app.Resources:
+    return okapi_app.load_resources(okapi_checkpoints["okapi"], okapi_checkpoints["erm"])
+
+
+@pytest.fixture(scope="module")
+def open_resources(okapi_checkpoints) -> okapi_app.Resources:
+    return okapi_app.load_resources(okapi_checkpoints["open"], okapi_checkpoints["erm"])
+
+
+def test_okapi_resources_follow_data_config(okapi_resources):
+    dataset = okapi_resources.dataset
+    roles = okapi_resources.domain_roles
+
+    assert okapi_resources.domain_names == config_of(dataset).colours
+    assert {roles[int(d)] for d in dataset["train"]["true_subgroup"]} == {"labelled"}
+    assert {roles[int(d)] for d in dataset["unlabelled"]["true_subgroup"]} == {"unlabelled"}
+    assert {roles[int(d)] for d in dataset["test"]["true_subgroup"]} == {"test only"}
+    assert len(okapi_resources.gallery.sources) == len(dataset["train"]) + len(dataset["unlabelled"])
+    norms = okapi_resources.gallery.features.norm(dim=1)
+    assert torch.allclose(norms, torch.ones(len(okapi_resources.gallery.sources)))
+    assert [split for split, _ in okapi_resources.examples] == ["unlabelled"] * 9 + ["test"] * 9
+
+
+def test_okapi_examples_cover_every_domain(okapi_resources):
+    domains = {okapi_app.example(index, okapi_resources)[1] for index in range(len(okapi_resources.examples))}
+
+    roles = okapi_resources.domain_roles
+    expected = {okapi_resources.domain_names[d] for d, role in roles.items() if role != "labelled"}
+    assert domains == expected
+
+
+def test_okapi_example_describes_split(okapi_resources):
+    image, domain, description = okapi_app.example(9, okapi_resources)
+
+    split, row = okapi_resources.examples[9]
+    record = okapi_resources.dataset[split][row]
+    assert split == "test"
+    assert np.array_equal(np.asarray(image), np.asarray(record["image"]))
+    assert domain == okapi_resources.domain_names[record["true_subgroup"]]
+    assert f"handwritten {record['digit']} in domain {domain}, from the test split" in description
+
+
+@pytest.mark.parametrize("index", [None, -1, 18, 2.5, "two", True])
+def test_okapi_example_rejects_bad_index(okapi_resources, index):
+    with pytest.raises(gr.Error, match="invalid example index"):
+        okapi_app.example(index, okapi_resources)
+
+
+def test_okapi_compare_on_example(okapi_resources, no_network):
+    image, domain, _ = okapi_app.example(0, okapi_resources)
+
+    erm, okapi, table, report = okapi_app.compare(image, domain, okapi_resources)
+
+    assert no_network == []
+    for probabilities in (erm, okapi):
+        assert sorted(probabilities) == sorted(DIGIT_NAMES)
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+    assert report["query"]["domain"] == domain
+    assert sum(report["query"]["propensity"].values()) == pytest.approx(1.0, abs=1e-3)
+    gallery_domains = [name for name in okapi_resources.domain_names[:6] if name != domain]
+    assert [row["domain"] for row in report["domains"]] == gallery_domains
+    assert table.startswith('<div class="okapi-matches">')
+    assert table.count("<tr>") == len(report["domains"]) + 1
+
+
+def test_okapi_matches_are_nearest_in_domain(open_resources):
+    image, domain, _ = okapi_app.example(10, open_resources)
+    gallery = open_resources.gallery
+
+    _, _, _, report = okapi_app.compare(image, domain, open_resources)
+
+    query = okapi_app.preprocess(image, open_resources.okapi.preprocessing)
+    features, _ = okapi_app._embed(open_resources.okapi, query)
+    distances = (gallery.features - features).norm(dim=1)
+    for row in report["domains"]:
+        rows = [gallery.sources.index((match["split"], match["row"])) for match in row["matches"]]
+        in_domain = torch.nonzero(gallery.domains == open_resources.domain_names.index(row["domain"])).squeeze(1)
+        nearest = in_domain[distances[in_domain].argsort()[: okapi_app.TOP_MATCHES]]
+        assert row["note"] is None
+        assert rows == nearest.tolist()
+        assert all(match["domain"] == row["domain"] for match in row["matches"])
+
+
+def test_okapi_matcher_pick_leads_its_domain(open_resources):
+    image, domain, _ = okapi_app.example(3, open_resources)
+
+    _, _, table, report = okapi_app.compare(image, domain, open_resources)
+
+    [pick] = report["matcher_pick"]
+    [row] = [row for row in report["domains"] if row["domain"] == pick["domain"]]
+    assert row["matches"][0]["row"] == pick["row"]
+    assert row["matches"][0]["matcher_pick"] is True
+    assert sum(match["matcher_pick"] for row in report["domains"] for match in row["matches"]) == 1
+    assert table.count('class="okapi-pick"') == 1
+
+
+def test_okapi_binary_matches_only_labelled(okapi_checkpoints):
+    resources = okapi_app.load_resources(okapi_checkpoints["binary"], okapi_checkpoints["erm"])
+    image, domain, _ = okapi_app.example(0, resources)
+
+    _, _, _, report = okapi_app.compare(image, domain, resources)
+
+    assert report["query"]["group"] == 0
+    assert list(report["query"]["propensity"]) == ["labelled"]
+    for row in report["domains"]:
+        if row["role"] == "unlabelled":
+            assert row["matches"] == []
+            assert "pairs unlabelled images only with labelled ones" in row["note"]
+        assert all(match["split"] == "train" for match in row["matches"])
+    assert len(report["matcher_pick"]) in (0, 2)
+
+
+def test_okapi_fixed_caliper_note(okapi_resources):
+    scores = torch.full((1, 7), 0.01)
+    scores[0, 2] = 0.96
+
+    note = okapi_app._fixed_caliper_note(okapi_resources, scores)
+
+    assert note.startswith("Unmatched in every domain")
+    assert "P(blue | image) = 0.960, reaches the fixed caliper 0.95" in note
+    assert okapi_app._fixed_caliper_note(okapi_resources, torch.full((1, 7), 1 / 7)) is None
+
+
+def test_okapi_unmatched_note_names_std_caliper(okapi_resources):
+    scores = torch.full((1, 7), 0.02)
+    scores[0, 0] = 0.88  # far above every red gallery image's P(red | image)
+
+    note = okapi_app._unmatched_note(okapi_resources, scores, 4, 0)
+
+    assert note.startswith("no match: the std caliper allows only red images whose P(red) lies within 0.2")
+
+
+def test_okapi_compare_rejects_missing_image(okapi_resources):
+    with pytest.raises(gr.Error, match="no image"):
+        okapi_app.compare(None, "magenta", okapi_resources)
+
+
+def test_okapi_compare_rejects_unknown_domain(okapi_resources, digit_image):
+    with pytest.raises(gr.Error, match="invalid domain 'purple'; choose one of red, green"):
+        okapi_app.compare(digit_image, "purple", okapi_resources)
+
+
+def test_okapi_compare_rejects_tiny_image(okapi_resources):
+    with pytest.raises(gr.Error, match="at least 8 px"):
+        okapi_app.compare(Image.new("RGB", (4, 4)), "red", okapi_resources)
+
+
+def test_okapi_domain_accuracy_is_cached(okapi_resources):
+    rows = okapi_app.domain_accuracy(okapi_resources)
+
+    assert okapi_app.domain_accuracy(okapi_resources) is rows
+    assert [row["domain"] for row in rows] == list(okapi_resources.domain_names)
+    assert [row["split"] for row in rows] == ["validation"] * 4 + ["unlabelled"] * 2 + ["test"]
+    assert sum(row["images"] for row in rows if row["split"] == "test") == len(okapi_resources.dataset["test"])
+    assert all(0.0 <= row[key] <= 1.0 for row in rows for key in ("erm", "okapi"))
+    figure = okapi_app.accuracy_figure(rows)
+    assert len(figure.axes[0].patches) == 2 * len(rows)
+
+
+def test_okapi_load_rejects_erm_as_okapi(okapi_checkpoints):
+    with pytest.raises(gr.Error, match="needs an Okapi checkpoint"):
+        okapi_app.load_resources(okapi_checkpoints["erm"], okapi_checkpoints["erm"])
+
+
+def test_okapi_load_rejects_non_classifier_erm(tmp_path, okapi_checkpoints):
+    SupportMatching(widths=TINY_WIDTHS).save_pretrained(tmp_path)
+
+    with pytest.raises(gr.Error, match="SupportMatching checkpoint, not an image classifier"):
+        okapi_app.load_resources(okapi_checkpoints["okapi"], str(tmp_path))
+
+
+def test_okapi_load_rejects_missing_folder(tmp_path, okapi_checkpoints):
+    with pytest.raises(gr.Error, match="cannot load the Okapi model"):
+        okapi_app.load_resources(str(tmp_path / "missing"), okapi_checkpoints["erm"])
+
+
+def test_okapi_load_rejects_missing_data(tmp_path, okapi_checkpoints):
+    folder = save_okapi(tmp_path, data=None)
+
+    with pytest.raises(gr.Error, match="records no training data"):
+        okapi_app.load_resources(folder, okapi_checkpoints["erm"])
+
+
+def test_okapi_load_rejects_other_data(tmp_path, okapi_checkpoints):
+    folder = save_domains_erm(tmp_path, data={**DOMAINS_DATA, "seed": 3})
+
+    with pytest.raises(gr.Error, match="Compare models trained on the same data"):
+        okapi_app.load_resources(okapi_checkpoints["okapi"], folder)
+
+
+def test_okapi_load_rejects_data_without_domains(tmp_path, okapi_checkpoints):
+    data = {"name": "coloured-digits", "protocol": "spurious", "seed": 0}
+    okapi = save_okapi(tmp_path / "okapi", data=data, num_groups=2)
+    erm = save_domains_erm(tmp_path / "erm", data=data)
+
+    with pytest.raises(gr.Error, match="but not \\['unlabelled'\\]"):
+        okapi_app.load_resources(okapi, erm)
+
+
+def test_okapi_load_rejects_other_domain_count(tmp_path, okapi_checkpoints):
+    folder = save_okapi(tmp_path, num_groups=3)
+
+    with pytest.raises(gr.Error, match="scores 3 domains, but its data has 7"):
+        okapi_app.load_resources(folder, okapi_checkpoints["erm"])
+
+
+def test_okapi_load_rejects_other_labels(tmp_path, okapi_checkpoints):
+    folder = save_domains_erm(tmp_path, label_names=[str(digit) for digit in range(10)])
+
+    with pytest.raises(gr.Error, match="trained on the same classes"):
+        okapi_app.load_resources(okapi_checkpoints["okapi"], folder)
+
+
+@pytest.mark.skipif("okapi-coloured-digits" not in REGISTRY, reason="the Okapi checkpoint is not registered")
+def test_okapi_load_checks_registered_ids(bundled_checkpoints, monkeypatch):
+    monkeypatch.setattr(okapi_app, "_resources", {})
+
+    # The shared tiny Okapi checkpoint records no data, so it loads by id and then fails the data check.
+    with pytest.raises(gr.Error, match="'okapi-coloured-digits' records no training data"):
+        okapi_app.load_resources(okapi_app.DEFAULT_OKAPI, okapi_app.DEFAULT_ERM)
+
+
+def test_okapi_build_demo_loads_no_model(tmp_path):
+    demo = okapi_app.build_demo(okapi=str(tmp_path / "missing"), okapi_erm=str(tmp_path / "missing"))
+
+    names = api_names(demo)
+    assert names["okapi_compare"] == "public"
+    assert names["okapi_example"] == "public"
+    assert names["okapi_accuracy"] == "public"
+    assert names["okapi_setup"] == "private"
+    assert all(name.startswith("okapi_") for name in names)
+
+
+def test_okapi_build_demo_renders_loaded_resources(okapi_checkpoints, okapi_resources):
+    demo = okapi_app.build_demo(okapi=okapi_checkpoints["okapi"], okapi_erm=okapi_checkpoints["erm"])
+
+    gallery = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "okapi-gallery")
+    matches = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "okapi-matches")
+    assert "okapi_setup" not in api_names(demo)
+    assert len(gallery.value) == len(okapi_resources.examples)
+    assert matches.value.startswith('<div class="okapi-matches">')
+
+
+# Support Matching tab ------------------------------------------------------------------------
+
+MISSING_SOURCE_DATA = {"name": "coloured-digits", "protocol": "missing-source", "seed": 0}
+SOURCE_LABELS = ["digits 2", "digits 4"]
+
+
+def save_supmatch(folder: Path, seed: int = 0, **settings) -> str:
+    torch.manual_seed(seed)
+    arguments = {
+        "label_names": SOURCE_LABELS, "widths": TINY_WIDTHS, "zy_dim": 4, "bag_size": 16, "data": MISSING_SOURCE_DATA
+    }
+    SupportMatching(**{**arguments, **settings}).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def supmatch_checkpoints(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("supmatch-checkpoints")
+    return {"supmatch": save_supmatch(folder / "supmatch"), "erm": save_supmatch(folder / "erm", seed=1)}
+
+
+@pytest.fixture(scope="module")
+def supmatch_resources(supmatch_checkpoints) -> supmatch_app.Resources:
+    return supmatch_app.load_resources(supmatch_checkpoints["supmatch"], supmatch_checkpoints["erm"])
+
+
+def test_supmatch_finds_missing_source(supmatch_resources):
+    assert [supmatch_resources.source_name(s) for s in supmatch_resources.missing_sources] == ["digits 4, red"]
+    assert supmatch_app.source_choices(supmatch_resources)[0] == ("digits 4, red (missing in training)", 2)
+
+
+def test_supmatch_oracle_bag_is_balanced(supmatch_resources):
+    balance = supmatch_app.bag_balance(supmatch_resources, "oracle", 1, 0)
+
+    counts = {row["source"]: row for row in balance["sources"]}
+    assert balance["num_groups"] == 4
+    assert [row["bags"] for row in balance["sources"]] == [4, 4, 4, 4]
+    assert counts["digits 4, red"]["train"] == 0
+    assert sum(row["train"] for row in balance["sources"]) == len(supmatch_resources.dataset["train"])
+    assert sum(row["deployment"] for row in balance["sources"]) == len(supmatch_resources.dataset["deployment"])
+
+
+def test_supmatch_bags_without_labeller_are_uniform(supmatch_resources):
+    balance = supmatch_app.bag_balance(supmatch_resources, "none", 3, 5)
+
+    assert balance["num_groups"] == 1
+    assert sum(row["bags"] for row in balance["sources"]) == 3 * 16
+
+
+def test_supmatch_kmeans_bags_use_clusters(supmatch_resources):
+    balance = supmatch_app.bag_balance(supmatch_resources, "k-means", 2, 0)
+
+    kmeans = supmatch_resources.kmeans
+    assert balance["num_groups"] == kmeans.num_clusters
+    assert list(balance["silhouette"]) == [str(k) for k in supmatch_app.DEFAULT_CANDIDATE_CLUSTERS]
+    assert len(balance["clusters"]) == kmeans.num_clusters
+    clustered = sum(sum(cluster.values()) for cluster in balance["clusters"])
+    assert clustered == len(supmatch_resources.dataset["deployment"])
+    assert sum(row["bags"] for row in balance["sources"]) == 2 * 16
+    supmatch_app.bag_balance(supmatch_resources, "k-means", 1, 1)
+    assert supmatch_resources.kmeans is kmeans
+    assert "| cluster | deployment images by source |" in supmatch_app.bag_summary(balance)
+
+
+def test_supmatch_draw_bags_balances_groups():
+    groups = np.array([0] * 50 + [1] * 5 + [2] * 10)
+
+    bags = supmatch_app.draw_bags(groups, bag_size=12, num_bags=3, seed=0)
+
+    assert bags.shape == (3, 12)
+    for bag in bags:
+        assert np.bincount(groups[bag], minlength=3).tolist() == [4, 4, 4]
+
+
+@pytest.mark.parametrize(
+    ("labeller", "num_bags", "seed", "message"),
+    [
+        ("kmeans", 1, 0, "invalid labeller 'kmeans'"),
+        ("oracle", 0, 0, "invalid number of bags 0"),
+        ("oracle", 1000, 0, "invalid number of bags 1000"),
+        ("oracle", 2.5, 0, "invalid number of bags 2.5"),
+        ("oracle", 1, -1, "invalid seed -1"),
+        ("oracle", 1, None, "invalid seed None"),
+    ],
+)
+def test_supmatch_bag_balance_rejects_bad_input(supmatch_resources, labeller, num_bags, seed, message):
+    with pytest.raises(gr.Error, match=message):
+        supmatch_app.bag_balance(supmatch_resources, labeller, num_bags, seed)
+
+
+def test_supmatch_bag_figure_marks_missing_source(supmatch_resources):
+    balance = supmatch_app.bag_balance(supmatch_resources, "oracle")
+
+    figure = supmatch_app.bag_figure(balance, ["digits 4, red"])
+
+    labels = [label.get_text() for label in figure.axes[0].get_xticklabels()]
+    assert labels[2] == "digits 4, red\n(missing in training)"
+    assert len(figure.axes[0].patches) == 3 * 4
+
+
+def test_supmatch_missing_source_gallery(supmatch_resources, no_network):
+    gallery, summary = supmatch_app.missing_source(supmatch_resources, 2)
+
+    assert no_network == []
+    rows = np.flatnonzero(supmatch_resources.test_sources == 2)
+    correct = int((supmatch_resources.predictions["supmatch"][rows] == 1).sum())
+    assert len(gallery) == len(rows)
+    assert all(caption.startswith("SM ") and " · ERM " in caption for _, caption in gallery)
+    assert gallery[0][0].size == (32, 32)
+    assert f"Support Matching classifies {correct} of {len(rows)} test images correctly" in summary
+    assert "(missing in training)" in summary
+
+
+@pytest.mark.parametrize("source", [99, -1, None, "digits 4, red", True])
+def test_supmatch_missing_source_rejects_unknown_source(supmatch_resources, source):
+    with pytest.raises(gr.Error, match="invalid source"):
+        supmatch_app.missing_source(supmatch_resources, source)
+
+
+def test_supmatch_source_accuracy(supmatch_resources):
+    rows = supmatch_app.source_accuracy(supmatch_resources)
+
+    assert [row["source"] for row in rows] == ["digits 2, red", "digits 2, green", "digits 4, red", "digits 4, green"]
+    assert [row["missing"] for row in rows] == [False, False, True, False]
+    assert sum(row["images"] for row in rows) == len(supmatch_resources.dataset["test"])
+    assert all(0.0 <= row[key] <= 1.0 for row in rows for key in ("erm", "supmatch"))
+
+
+def test_supmatch_load_rejects_okapi_as_supmatch(okapi_checkpoints, supmatch_checkpoints):
+    with pytest.raises(gr.Error, match="Okapi checkpoint, but the Support Matching model needs a SupportMatching"):
+        supmatch_app.load_resources(okapi_checkpoints["okapi"], supmatch_checkpoints["erm"])
+
+
+def test_supmatch_accepts_image_classifier_as_erm(tmp_path, supmatch_checkpoints):
+    torch.manual_seed(2)
+    erm = ImageClassifier(num_classes=2, label_names=SOURCE_LABELS, widths=TINY_WIDTHS, data=MISSING_SOURCE_DATA)
+    erm.save_pretrained(tmp_path)
+
+    resources = supmatch_app.load_resources(supmatch_checkpoints["supmatch"], str(tmp_path))
+
+    assert resources.predictions["erm"].shape == (len(resources.dataset["test"]),)
+
+
+def test_supmatch_load_rejects_missing_data(tmp_path, supmatch_checkpoints):
+    folder = save_supmatch(tmp_path, data=None)
+
+    with pytest.raises(gr.Error, match="records no training data"):
+        supmatch_app.load_resources(folder, supmatch_checkpoints["erm"])
+
+
+def test_supmatch_load_rejects_other_data(tmp_path, supmatch_checkpoints):
+    folder = save_supmatch(tmp_path, data={**MISSING_SOURCE_DATA, "seed": 2})
+
+    with pytest.raises(gr.Error, match="Compare models trained on the same data"):
+        supmatch_app.load_resources(supmatch_checkpoints["supmatch"], folder)
+
+
+def test_supmatch_load_rejects_data_without_deployment(tmp_path):
+    data = {"name": "coloured-digits", "protocol": "spurious", "seed": 0}
+    supmatch = save_supmatch(tmp_path / "supmatch", data=data, label_names=["digits 01234", "digits 56789"])
+    erm = save_supmatch(tmp_path / "erm", data=data, label_names=["digits 01234", "digits 56789"])
+
+    with pytest.raises(gr.Error, match="but not \\['deployment'\\]"):
+        supmatch_app.load_resources(supmatch, erm)
+
+
+def test_supmatch_load_rejects_other_labels(tmp_path, supmatch_checkpoints):
+    folder = save_supmatch(tmp_path, label_names=["two", "four"])
+
+    with pytest.raises(gr.Error, match="trained on the same classes"):
+        supmatch_app.load_resources(supmatch_checkpoints["supmatch"], folder)
+
+
+def test_supmatch_load_rejects_other_subgroup_count(tmp_path):
+    supmatch = save_supmatch(tmp_path / "supmatch", num_subgroups=3)
+    erm = save_supmatch(tmp_path / "erm")
+
+    with pytest.raises(gr.Error, match="has 3 subgroups, but its data has 2"):
+        supmatch_app.load_resources(supmatch, erm)
+
+
+@pytest.mark.skipif(
+    "supmatch-coloured-digits" not in REGISTRY, reason="the Support Matching checkpoint is not registered"
+)
+def test_supmatch_load_checks_registered_ids(bundled_checkpoints, monkeypatch):
+    monkeypatch.setattr(supmatch_app, "_resources", {})
+
+    # The shared tiny checkpoint records no data, so it loads by id and then fails the data check.
+    with pytest.raises(gr.Error, match="'supmatch-coloured-digits' records no training data"):
+        supmatch_app.load_resources(supmatch_app.DEFAULT_SUPMATCH, supmatch_app.DEFAULT_ERM)
+
+
+def test_supmatch_build_demo_loads_no_model(tmp_path):
+    demo = supmatch_app.build_demo(supmatch=str(tmp_path / "missing"), supmatch_erm=str(tmp_path / "missing"))
+
+    names = api_names(demo)
+    assert names["supmatch_bags"] == "public"
+    assert names["supmatch_missing"] == "public"
+    assert names["supmatch_accuracy"] == "public"
+    assert names["supmatch_setup"] == "private"
+    assert all(name.startswith("supmatch_") for name in names)
+
+
+def test_build_app_passes_new_sources(okapi_checkpoints, supmatch_checkpoints):
+    app = combined_app.build_app(
+        okapi=okapi_checkpoints["okapi"],
+        okapi_erm=okapi_checkpoints["erm"],
+        supmatch=supmatch_checkpoints["supmatch"],
+        supmatch_erm=supmatch_checkpoints["erm"],
+    )
+
+    tabs = [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
+    names = api_names(app)
+    assert tabs == ["RealPatch", "Okapi", "Support Matching"]
+    assert {"okapi_compare", "supmatch_bags", "realpatch_compare"} <= set(names)
+
+
+@pytest.mark.slow
+def test_served_new_tabs_answer_client(okapi_checkpoints, supmatch_checkpoints, tmp_path):
+    from gradio_client import Client, handle_file
+
+    app = combined_app.build_app(
+        okapi=okapi_checkpoints["okapi"],
+        okapi_erm=okapi_checkpoints["erm"],
+        supmatch=supmatch_checkpoints["supmatch"],
+        supmatch_erm=supmatch_checkpoints["erm"],
+    )
+    _, url, _ = combined_app.launch(app, port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(url, verbose=False, download_files=str(tmp_path))
+        endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        expected = {"/okapi_example", "/okapi_compare", "/okapi_accuracy", "/supmatch_bags", "/supmatch_missing"}
+        assert expected <= set(endpoints)
+        assert not any("setup" in name or "select" in name for name in endpoints)
+
+        image_path, domain, description = client.predict(9, api_name="/okapi_example")
+        assert "from the test split" in description
+        erm, okapi, table, report = client.predict(handle_file(image_path), domain, api_name="/okapi_compare")
+        assert erm["label"] in DIGIT_NAMES
+        assert okapi["label"] in DIGIT_NAMES
+        assert "<table>" in table
+        assert report["query"]["domain"] == domain
+        rows = client.predict(api_name="/okapi_accuracy")
+        assert len(rows) == 7
+        with pytest.raises(Exception, match="no image"):
+            client.predict(None, domain, api_name="/okapi_compare")
+
+        _, summary, balance = client.predict("oracle", 2, 0, api_name="/supmatch_bags")
+        assert "**oracle** labeller" in summary
+        assert [row["bags"] for row in balance["sources"]] == [8, 8, 8, 8]
+        gallery, summary = client.predict(2, api_name="/supmatch_missing")
+        resources = supmatch_app.load_resources(supmatch_checkpoints["supmatch"], supmatch_checkpoints["erm"])
+        assert len(gallery) == int((resources.test_sources == 2).sum())
+        assert "digits 4, red" in summary
+        with pytest.raises(Exception, match="invalid labeller|not in the list of choices"):
+            client.predict("random", 1, 0, api_name="/supmatch_bags")
+    finally:
+        app.close()

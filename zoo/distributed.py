@@ -1,7 +1,7 @@
 """Gradient averaging for training steps that run outside a DistributedDataParallel forward.
 
 Okapi and support matching compute their losses with methods of the unwrapped model (teacher,
-memory bank, discriminator steps), so DistributedDataParallel never sees the forward pass and
+memory bank, discriminator steps), so DistributedDataParallel never runs the forward pass and
 cannot synchronise gradients. `average_gradients` all-reduces them by hand after `backward`.
 Every process must call it with the same parameters in the same order; a parameter without a
 gradient contributes zeros, so processes never disagree about which tensors are reduced.
@@ -34,8 +34,8 @@ def average_gradients(accelerator, parameters: Iterable[torch.nn.Parameter]) -> 
 def broadcast_buffers(accelerator, module: torch.nn.Module) -> None:
     """Copy the buffers of `module` (batch-norm statistics) from the main process to all others.
 
-    DistributedDataParallel does this at every forward; a step that bypasses it calls this
-    after the optimizer step so every process evaluates and saves the same network.
+    DistributedDataParallel does this at every forward. A step that bypasses it calls this
+    after the optimizer step, so that every process evaluates and saves the same network.
     """
     if accelerator.num_processes == 1:
         return

@@ -75,18 +75,27 @@ def results_path(model_id: str) -> Path:
 
 
 @torch.no_grad()
-def evaluate_model(model: ZooModel, dataset, split: str = "test", batch_size: int = 256) -> dict[str, Any]:
-    """Score a classifier on one labelled split: overall, per-group and worst-group accuracy."""
+def evaluate_model(
+    model: ZooModel, dataset, split: str = "test", batch_size: int = 256, *, hidden_truth: bool = False
+) -> dict[str, Any]:
+    """Score a classifier on one labelled split: overall, per-group and worst-group accuracy.
+
+    With `hidden_truth`, an unlabelled split is scored against the truth it keeps for analysis
+    (`true_label`, `true_subgroup`), as in a transductive evaluation; the model never saw it.
+    """
     from zoo.data import describe
     from zoo.data.tensors import split_to_tensors
     from zoo.metrics import group_metrics
 
     if split not in dataset:
         raise EvaluationError(f"split {split!r} not in the dataset; available splits: {sorted(dataset)}")
+    columns = {}
     if not all(dataset[split]["labelled"][:1]):
-        raise EvaluationError(f"split {split!r} is unlabelled; choose a labelled split")
+        if not hidden_truth or not {"true_label", "true_subgroup"} <= set(dataset[split].column_names):
+            raise EvaluationError(f"split {split!r} is unlabelled; choose a labelled split")
+        columns = {"label_column": "true_label", "subgroup_column": "true_subgroup"}
     description = describe(dataset)
-    images, labels, subgroups = split_to_tensors(dataset[split], model.preprocessing)
+    images, labels, subgroups = split_to_tensors(dataset[split], model.preprocessing, **columns)
     model.eval()
     predictions = torch.cat([model(chunk).argmax(-1) for chunk in images.split(batch_size)])
     num_subgroups = description.num_subgroups
@@ -181,17 +190,19 @@ def evaluate(
             "sha256": sha256_of_file(weights) if weights.is_file() else None,
             "metrics": evaluate_model(model, dataset, split),
         }
+        hidden = _hidden_truth_splits(dataset)
+        if hidden:
+            per_seed[str(seed)]["unlabelled_splits"] = {
+                name: evaluate_model(model, dataset, name, hidden_truth=True) for name in hidden
+            }
 
     summary = {}
     for key in SUMMARY_KEYS:
         if any(key not in entry["metrics"] for entry in per_seed.values()):
             continue
-        values = [entry["metrics"][key] for entry in per_seed.values()]
-        summary[key] = {
-            "mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values),
-        }
+        summary[key] = _mean_and_std([entry["metrics"][key] for entry in per_seed.values()])
+    for name in _hidden_truth_splits(dataset):
+        summary[f"{name}_accuracy"] = _mean_and_std([entry["unlabelled_splits"][name]["accuracy"] for entry in per_seed.values()])
 
     results: dict[str, Any] = {
         "model_id": model_id,
@@ -216,6 +227,19 @@ def evaluate(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     return results
+
+
+def _mean_and_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def _hidden_truth_splits(dataset) -> list[str]:
+    """Unlabelled splits that keep their truth for analysis, which `evaluate` also scores."""
+    return [
+        name
+        for name, split in dataset.items()
+        if len(split) and not split["labelled"][0] and {"true_label", "true_subgroup"} <= set(split.column_names)
+    ]
 
 
 def _bundled_weights(model_id: str) -> Path:

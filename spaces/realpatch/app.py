@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-import zoo
 from zoo.data.coloured_digits import PROTOCOLS, build_coloured_digits
 from zoo.data.coloured_digits import recolour as recolour_digit
 from zoo.data.images import ImageInputError, ImageLike, to_pil
 from zoo.data.tensors import split_to_tensors
+from zoo.demos import check_same_labels, load_model
 from zoo.models.classifier import ImageClassifier
 from zoo.models.realpatch import MatchingCandidates, RealPatch
 
@@ -111,13 +111,6 @@ _resources: dict[tuple[str, str], Resources] = {}
 _resources_lock = threading.Lock()
 
 
-def _load_model(source: str, role: str) -> ImageClassifier:
-    logger.info("loading the %s model from %s", role, source)
-    try:
-        return zoo.load(source)
-    except (ValueError, KeyError, OSError) as error:
-        logger.error("loading the %s model from %s failed: %s", role, source, error)
-        raise gr.Error(f"cannot load the {role} model {source!r}: {error}") from error
 
 
 def _check_data_config(model: ImageClassifier, source: str) -> None:
@@ -142,8 +135,8 @@ def load_resources(realpatch: str, erm: str) -> Resources:
         if key in _resources:
             return _resources[key]
 
-        realpatch_model = _load_model(key[0], "RealPatch")
-        erm_model = _load_model(key[1], "ERM")
+        realpatch_model = load_model(key[0], "RealPatch")
+        erm_model = load_model(key[1], "ERM")
         if not isinstance(realpatch_model, RealPatch):
             raise gr.Error(
                 f"{key[0]!r} is a {type(realpatch_model).__name__} checkpoint, but the RealPatch model needs a "
@@ -159,11 +152,7 @@ def load_resources(realpatch: str, erm: str) -> Resources:
                 f"checkpoint {key[0]!r} has subgroups {realpatch_model.subgroup_names}, but this Space "
                 f"recolours digits in {COLOUR_CHOICES}. Pass a checkpoint trained on those colours."
             )
-        if erm_model.label_names != realpatch_model.label_names:
-            raise gr.Error(
-                f"the ERM model predicts {erm_model.label_names} and the RealPatch model "
-                f"{realpatch_model.label_names}; compare models trained on the same classes"
-            )
+        check_same_labels(realpatch_model, erm_model, "RealPatch")
         _check_data_config(realpatch_model, key[0])
         _check_data_config(erm_model, key[1])
 
