@@ -254,11 +254,11 @@ def _parse_table(table: Mapping[str, Any], source: str) -> np.ndarray:
         for key, d in observational.items():
             column = au_index(_parse_au_number(key, source, where))
             if row[column] == 1.0:
-                raise RelatednessFileError(f"{source}: {where} lists AU{ACTION_UNITS[column]} as both kinds")
+                raise RelatednessFileError(f"{source}: {where} lists AU{ACTION_UNITS[column]} as both prototypical and observational")
             if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 < d < 1.0:
                 raise RelatednessFileError(
-                    f"{source}: {where} gives AU{ACTION_UNITS[column]} the proportion {d!r}; "
-                    "observational proportions must lie strictly between 0 and 1"
+                    f"{source}: {where} gives AU{ACTION_UNITS[column]} the proportion {d!r}, "
+                    "but observational proportions must lie strictly between 0 and 1"
                 )
             row[column] = float(d)
     return matrix

@@ -9,12 +9,12 @@ audio and the lips carry the same signal.
 
 Per-frame features replace the audio input of HeadGAN (Doukas, Zafeiriou and Sharmanska, ICCV
 2021). HeadGAN used 21 pyAudioAnalysis short-term features (8 time and spectral statistics and
-13 MFCCs) with their deltas, averaged and spread over 8 video frames, plus DeepSpeech
-character tokens. Here the same kinds of statistics are computed in PyTorch, and the
+13 MFCCs) and their deltas, each summarised by its mean and standard deviation over 8 video
+frames, plus DeepSpeech character tokens. Here the same kinds of statistics are computed in PyTorch, and the
 DeepSpeech block is left out because it needs a pretrained speech recogniser.
 
 Timing convention: video frame i shows time i / fps seconds. A clip of T frames lasts T / fps
-seconds and holds round(T * sample_rate / fps) audio samples.
+seconds and contains round(T * sample_rate / fps) audio samples.
 """
 
 from __future__ import annotations

@@ -81,8 +81,8 @@ VA_CENTRES.setflags(write=False)
 
 LABEL_KEYS = ("expression", "expression_intensity", "au_intensity", "au_occurrence", "valence", "arousal")
 
-# Active AU intensities come from Beta(m * c, (1 - m) * c); m is kept away from 0 and 1 so
-# that both shape parameters stay positive.
+# Active AU intensities come from Beta(m * c, (1 - m) * c). The mean m is kept away from 0 and
+# 1 so that both shape parameters stay positive.
 _MIN_BETA_MEAN = 0.02
 
 

@@ -8,19 +8,22 @@ image spans [-1, 1]. Expression parameters are the 19 values of `EXPRESSION_PARA
 in [0, 1].
 
 - Head pose, translation and scale drift as convex mixtures of a few low-frequency sinusoids,
-  so each stays inside its configured range and its frame-to-frame change is bounded by
-  (half the range width) * 2 * pi * (highest frequency) / fps.
+  so each stays inside its configured range. Each frame-to-frame change is at most
+  (half the range width) * 2 * pi * (maximum frequency) / fps.
 - Expressions move between label sets drawn by `sample_labels` with a cosine ease. The
   per-frame expression label is the set with the larger weight, and AU intensities,
   expression intensity and valence-arousal are blended.
-- Gaze holds fixations and jumps between them with saccades. A saccade follows a minimum-jerk
+- Gaze alternates between fixations and saccades. A saccade follows a minimum-jerk
   profile whose duration grows with amplitude like the saccadic main sequence (about 21 ms
-  plus 2.2 ms per degree), so at 25 fps most saccades take one or two frames.
+  plus 2.2 ms per degree), so at 25 fps most saccades span one to three frames.
 - Blinks start at random times with a refractory gap, close both eyes for about 150 ms and set
   `eye_close_left` and `eye_close_right`.
 - Speech drives the mouth from the audio envelope: jaw opening and AU25 (lips part) follow the
   envelope, and AU10, AU17 and AU20 vary a little while speaking. AU26 (jaw drop) stays an
   expression label, because the speech jaw opening is its own model parameter.
+
+NOTE: the translation unit (the normalised image frame) is assumed here, not read from the
+morphable model code. Rescale `translation_range` if the renderer takes pixels.
 """
 
 from __future__ import annotations
@@ -68,11 +71,15 @@ MOTION_KEYS = (
 BLINK_CLOSING_FRACTION = 0.3
 BLINK_CLOSED_FRACTION = 0.2
 
-# Saccadic main sequence: duration in seconds = intercept + slope * amplitude in degrees.
+# Saccadic main sequence: saccade duration grows linearly with amplitude. Over the default gaze
+# ranges this gives 21-130 ms, inside the 20-200 ms usually reported for human saccades.
+# NOTE: the intercept and slope are a commonly quoted fit recalled from the eye-movement
+# literature, not checked against a primary source.
 SACCADE_DURATION_INTERCEPT_S = 0.021
 SACCADE_DURATION_SLOPE_S_PER_DEGREE = 0.0022
 
-# Envelope level at which speech has parted the lips by tanh(1), about 76% of `speech_lips_part`.
+# Speech sets AU25 to speech_lips_part * tanh(envelope / LIPS_PART_ENVELOPE), which reaches 76%
+# of its maximum at an envelope of 0.25, so the lips part early in each syllable.
 LIPS_PART_ENVELOPE = 0.25
 SPEECH_VARIATION_AUS = (10, 17, 20)
 
@@ -101,7 +108,7 @@ class MotionConfig:
         blink_rate_hz: mean number of blinks per second (0.3 is 18 per minute).
         blink_duration_range_s: range of the duration of one blink.
         min_blink_interval_s: shortest time between two blink onsets.
-        expression_keyframes: number of label sets the clip moves through (1 holds one expression).
+        expression_keyframes: number of label sets the clip moves through (1 keeps one expression).
         transition_s: duration of one expression transition. Shortened to half a segment when
             the clip is too short for it.
         max_speech_jaw_opening: jaw opening in radians at the loudest frame of speech.
@@ -332,14 +339,14 @@ def sample_expression_track(
 
 
 def speech_mouth(
-    rng: np.random.Generator, envelope: np.ndarray | None, fps: float, config: MotionConfig, num_frames: int
+    rng: np.random.Generator, num_frames: int, fps: float, config: MotionConfig, envelope: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """Turn a frame-rate speech envelope (T,) in [0, 1] into mouth motion.
 
     Returns:
-        `jaw_opening` (T,) in radians, proportional to the envelope; `lips_part` (T,), the AU25
-        intensity speech asks for; and `au_offsets` (T, 17), small non-negative additions to
-        AU10, AU17 and AU20 that vary slowly and scale with the envelope. Without an envelope
+        `jaw_opening` (T,) in radians, proportional to the envelope. `lips_part` (T,) is the
+        AU25 intensity that speech sets. `au_offsets` (T, 17) are small non-negative additions
+        to AU10, AU17 and AU20 that vary slowly and scale with the envelope. Without an envelope
         every output is zero, but the same random numbers are drawn.
     """
     _check_clip(num_frames, fps)
@@ -352,7 +359,7 @@ def speech_mouth(
     if envelope.shape != (num_frames,):
         raise ValueError(f"speech envelope must have one value per frame, shape ({num_frames},), got {envelope.shape}")
     if not np.isfinite(envelope).all() or envelope.min() < 0.0 or envelope.max() > 1.0:
-        raise ValueError("speech envelope values must lie in [0, 1]; normalise it by its peak")
+        raise ValueError("speech envelope values must lie in [0, 1], so divide the envelope by its peak")
 
     au_offsets = np.zeros((num_frames, NUM_ACTION_UNITS))
     for column, action_unit in enumerate(SPEECH_VARIATION_AUS):
@@ -387,11 +394,12 @@ def sample_motion(
             silent clip with a closed jaw. The other trajectories do not depend on it.
 
     Returns:
-        A dict with the keys of `MOTION_KEYS`: `time` (T,) seconds; `head_pose` (T, 3) yaw,
-        pitch, roll; `translation` (T, 2); `scale` (T,); `gaze` (T, 2) yaw, pitch;
-        `eye_closure` (T,); `jaw_opening` (T,); the expression labels of
-        `sample_expression_track` with speech added to the AUs; and `expression_parameters`
-        (T, 19). Arrays are float32 except `expression` (int64) and `au_occurrence` (bool).
+        A dict with the keys of `MOTION_KEYS`. `time` (T,) is in seconds, `head_pose` (T, 3) is
+        yaw, pitch and roll, and `gaze` (T, 2) is yaw and pitch. `translation` (T, 2),
+        `scale`, `eye_closure` and `jaw_opening` (T,) follow the module conventions. The
+        expression labels are those of `sample_expression_track`, with speech added to the
+        AUs, and `expression_parameters` (T, 19) combines the AUs and the eye closure.
+        Arrays are float32 except `expression` (int64) and `au_occurrence` (bool).
     """
     _check_clip(num_frames, fps)
     config = config or MotionConfig()
@@ -406,7 +414,7 @@ def sample_motion(
     gaze = sample_gaze(rng, num_frames, fps, config)
     eye_closure, _ = sample_blinks(rng, num_frames, fps, config)
     track = sample_expression_track(rng, num_frames, fps, config)
-    mouth = speech_mouth(rng, speech_envelope, fps, config, num_frames)
+    mouth = speech_mouth(rng, num_frames, fps, config, speech_envelope)
 
     au_intensity = np.clip(track["au_intensity"] + mouth["au_offsets"], 0.0, 1.0)
     lips_part = au_index(25)
