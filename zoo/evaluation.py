@@ -43,6 +43,13 @@ def _build_coloured_digits(data: dict[str, Any]):
     return build_coloured_digits(data.get("protocol", "spurious"), seed=int(data.get("seed", 0)), **overrides)
 
 
+def _build_digit_attributes(data: dict[str, Any]):
+    from zoo.data.digit_attributes import build_digit_attributes
+
+    overrides = dict(data.get("overrides") or {})
+    return build_digit_attributes(seed=int(data.get("seed", 0)), **overrides)
+
+
 def _published_builder(name: str) -> Callable[[dict[str, Any]], Any]:
     def build(data: dict[str, Any]):
         from zoo.data.published import ADAPTERS
@@ -56,6 +63,7 @@ def _published_builder(name: str) -> Callable[[dict[str, Any]], Any]:
 # Published-format adapters read a dataset folder named by the config's `root` (zoo.data.published).
 DATASET_BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "coloured-digits": _build_coloured_digits,
+    "digit-attributes": _build_digit_attributes,
     **{name: _published_builder(name) for name in ("waterbirds", "celeba", "iwildcam", "civilcomments")},
 }
 

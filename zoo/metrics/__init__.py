@@ -2,5 +2,30 @@
 
 from zoo.metrics.groups import group_metrics
 from zoo.metrics.loader import evaluate_loader
+from zoo.metrics.multitask import (
+    accuracy,
+    au_score_abaw2020,
+    concordance_correlation_coefficient,
+    expression_score,
+    f1_per_label,
+    macro_f1,
+    mean_f1,
+    multiclass_metrics,
+    multilabel_metrics,
+    va_score,
+)
 
-__all__ = ["evaluate_loader", "group_metrics"]
+__all__ = [
+    "accuracy",
+    "au_score_abaw2020",
+    "concordance_correlation_coefficient",
+    "evaluate_loader",
+    "expression_score",
+    "f1_per_label",
+    "group_metrics",
+    "macro_f1",
+    "mean_f1",
+    "multiclass_metrics",
+    "multilabel_metrics",
+    "va_score",
+]

@@ -1,0 +1,407 @@
+"""Train a multi-task classifier with distribution matching (MTL-DM) or one of its baselines, with Accelerate.
+
+    python training/train_mtl_dm.py --config training/configs/mtl-dm-digits.yaml
+    python training/train_mtl_dm.py --config ... --variant single-task --task digit --seed 1
+    accelerate launch --cpu --num_processes 2 training/train_mtl_dm.py --config ...
+
+Variants (`variant` in the config, or `--variant`) share the encoder, heads and schedule:
+
+- `single-task`: one head (`task`), trained on the samples annotated for that task only;
+- `multitask`: every head, each trained with its masked loss, no coupling;
+- `coannotation`: `multitask` plus soft co-annotation, so each head also learns the targets
+  the other task's labels imply through the relatedness table;
+- `distribution-matching`: `multitask` plus distribution matching in both directions on
+  every sample;
+- `both`: `multitask` plus co-annotation and distribution matching, the full method.
+
+The coupled pair is the dataset's first multiclass task and its first multilabel task. The
+relatedness table is estimated from the training annotations (`relatedness.method`, see
+`zoo.data.digit_attributes.estimate_digit_relatedness`) and stored in the model's config.
+Each epoch is scored on the validation split and saves the Accelerate state, so `--resume`
+continues an interrupted run. The epoch with the best validation score (the mean over the
+model's tasks of digit accuracy and attribute mean F1) is saved with `save_pretrained`,
+together with `training_summary.json`. The test split is never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from zoo.data.digit_attributes import dataset_tasks, estimate_digit_relatedness, multitask_tensors
+from zoo.evaluation import build_dataset
+from zoo.losses import coannotation_losses, distribution_matching_losses, masked_binary_cross_entropy, masked_cross_entropy
+from zoo.metrics import multiclass_metrics, multilabel_metrics
+from zoo.models import MultiTaskClassifier
+
+logger = logging.getLogger("train_mtl_dm")
+
+VARIANTS = ("single-task", "multitask", "coannotation", "distribution-matching", "both")
+COANNOTATION_VARIANTS = ("coannotation", "both")
+MATCHING_VARIANTS = ("distribution-matching", "both")
+# The validation metric of each task kind that model selection and the case study compare.
+PRIMARY_METRICS = {"multiclass": "accuracy", "multilabel": "mean_f1"}
+DEFAULT_COUPLING: dict[str, Any] = {
+    "coannotation_weight": 1.0,
+    "distribution_matching_weight": 1.0,
+    "directions": ["class_to_attribute", "attribute_to_class"],
+    "class_target_rule": "weighted-sum",
+    "divergence": "kl",
+    "detach_target": False,
+    "confidence_weighted": False,
+}
+
+
+class Progress:
+    """Epoch counter and best validation score, saved with the Accelerate state so a resumed run continues in place."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.best_score = -math.inf
+        self.best_epoch = -1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": torch.tensor(self.epoch),
+            "best_score": torch.tensor(self.best_score),
+            "best_epoch": torch.tensor(self.best_epoch),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.best_score = float(state["best_score"])
+        self.best_epoch = int(state["best_epoch"])
+
+
+# Configuration ----------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    config = yaml.safe_load(Path(path).read_text())
+    if not isinstance(config, dict):
+        raise SystemExit(f"error: {path} must contain a YAML mapping")
+    for section in ("data", "model", "training"):
+        if not isinstance(config.get(section), dict):
+            raise SystemExit(f"error: {path} lacks the {section!r} section")
+    if "model_id" not in config:
+        raise SystemExit(f"error: {path} lacks model_id, which names the default output folder")
+    return config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML training config")
+    parser.add_argument("--variant", choices=VARIANTS, help="training variant (default: the config's, else both)")
+    parser.add_argument("--task", help="the task a single-task run learns (default: the config's task)")
+    parser.add_argument("--output-dir", help="output folder (default: runs/<model_id>[-<variant>]/seed-<seed>)")
+    parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
+    parser.add_argument("--epochs", type=int, help="replace the config's number of epochs (for quick runs)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last saved state in the output folder")
+    parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
+    args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    return args
+
+
+def resolve_variant(config: dict[str, Any], args: argparse.Namespace, tasks: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """Return the variant and, for single-task runs, the task name; exit with a message on bad values."""
+    variant = args.variant or config.get("variant", "both")
+    if variant not in VARIANTS:
+        raise SystemExit(f"error: variant must be one of {VARIANTS}, got {variant!r}")
+    task = args.task or config.get("task")
+    names = [t["name"] for t in tasks]
+    if variant != "single-task":
+        return variant, None
+    if task not in names:
+        raise SystemExit(f"error: a single-task run needs task set to one of {names} (config 'task' or --task), got {task!r}")
+    return variant, task
+
+
+def coupled_pair(tasks: list[dict[str, Any]]) -> tuple[str, str]:
+    """Return the names of the first multiclass and the first multilabel task."""
+    class_tasks = [t["name"] for t in tasks if t["kind"] == "multiclass"]
+    attribute_tasks = [t["name"] for t in tasks if t["kind"] == "multilabel"]
+    if not class_tasks or not attribute_tasks:
+        raise SystemExit("error: coupled variants need a multiclass and a multilabel task in the dataset")
+    return class_tasks[0], attribute_tasks[0]
+
+
+def coupling_settings(config: dict[str, Any]) -> dict[str, Any]:
+    settings = {**DEFAULT_COUPLING, **(config.get("coupling") or {})}
+    unknown = sorted(set(settings) - set(DEFAULT_COUPLING))
+    if unknown:
+        raise SystemExit(f"error: unknown coupling settings {unknown}; expected {sorted(DEFAULT_COUPLING)}")
+    return settings
+
+
+# Losses and metrics -----------------------------------------------------------------------------
+
+
+def supervised_losses(
+    outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], kinds: dict[str, str]
+) -> dict[str, torch.Tensor]:
+    """Return each task's masked loss: cross-entropy for multiclass, binary cross-entropy for multilabel."""
+    losses = {}
+    for name, logits in outputs.items():
+        if kinds[name] == "multiclass":
+            losses[name] = masked_cross_entropy(logits, targets[name])
+        else:
+            losses[name] = masked_binary_cross_entropy(logits, targets[name])
+    return losses
+
+
+def coupling_losses(
+    outputs: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    variant: str,
+    pair: tuple[str, str],
+    matrix: torch.Tensor,
+    settings: dict[str, Any],
+) -> dict[str, torch.Tensor]:
+    """Return the weighted co-annotation and distribution-matching terms the variant uses."""
+    class_task, attribute_task = pair
+    losses: dict[str, torch.Tensor] = {}
+    if variant in COANNOTATION_VARIANTS:
+        terms = coannotation_losses(
+            outputs[class_task], outputs[attribute_task], targets[class_task], targets[attribute_task], matrix,
+            rule=settings["class_target_rule"], confidence_weighted=bool(settings["confidence_weighted"]),
+        )
+        for direction, value in terms.items():
+            losses[f"coannotation_{direction}"] = float(settings["coannotation_weight"]) * value
+    if variant in MATCHING_VARIANTS:
+        terms = distribution_matching_losses(
+            outputs[class_task], outputs[attribute_task], matrix,
+            directions=settings["directions"], rule=settings["class_target_rule"],
+            divergence=settings["divergence"], detach_target=bool(settings["detach_target"]),
+            confidence_weighted=bool(settings["confidence_weighted"]),
+        )
+        for direction, value in terms.items():
+            losses[f"matching_{direction}"] = float(settings["distribution_matching_weight"]) * value
+    return losses
+
+
+def task_metrics(probabilities: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Score every task of `probabilities` on its annotated samples; see `zoo.metrics.multitask`."""
+    metrics = {}
+    for task in tasks:
+        name = task["name"]
+        if name not in probabilities:
+            continue
+        scorer = multiclass_metrics if task["kind"] == "multiclass" else multilabel_metrics
+        metrics[name] = scorer(probabilities[name].numpy(), targets[name].numpy(), task["label_names"])
+    return metrics
+
+
+def selection_score(metrics: dict[str, Any], tasks: list[dict[str, Any]]) -> float:
+    """Return the mean primary metric over the scored tasks (accuracy for multiclass, mean F1 for multilabel)."""
+    values = [metrics[t["name"]][PRIMARY_METRICS[t["kind"]]] for t in tasks if t["name"] in metrics]
+    return float(sum(values) / len(values))
+
+
+@torch.no_grad()
+def evaluate(
+    accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader, target_names: list[str], tasks: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Score the model's `tasks` on a loader of (inputs, *targets named by `target_names`).
+
+    `gather_for_metrics` drops the samples that distributed loaders repeat as padding.
+    """
+    was_training = model.training
+    model.eval()
+    names = list(target_names)
+    kinds = {t["name"]: t["kind"] for t in tasks}
+    probabilities: dict[str, list[torch.Tensor]] = {}
+    targets: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    for inputs, *batch_targets in loader:
+        outputs = model(inputs)
+        activated = {
+            name: torch.softmax(logits, -1) if kinds[name] == "multiclass" else torch.sigmoid(logits)
+            for name, logits in outputs.items()
+        }
+        gathered_outputs, gathered_targets = accelerator.gather_for_metrics((activated, batch_targets))
+        for name, value in gathered_outputs.items():
+            probabilities.setdefault(name, []).append(value.cpu())
+        for name, value in zip(names, gathered_targets):
+            targets[name].append(value.cpu())
+    model.train(was_training)
+    return task_metrics(
+        {name: torch.cat(parts) for name, parts in probabilities.items()},
+        {name: torch.cat(parts) for name, parts in targets.items()},
+        tasks,
+    )
+
+
+# Training ---------------------------------------------------------------------------------------
+
+
+def make_model(
+    config: dict[str, Any], tasks: list[dict[str, Any]], relatedness: list[dict[str, Any]], variant: str, task: str | None, seed: int
+) -> MultiTaskClassifier:
+    model_config = config["model"]
+    model_tasks = [t for t in tasks if task is None or t["name"] == task]
+    return MultiTaskClassifier(
+        tasks=model_tasks,
+        encoder=model_config.get("encoder"),
+        preprocessing=model_config.get("preprocessing"),
+        relatedness=relatedness,
+        data=dict(config["data"]),
+        training={"variant": variant, "task": task, "seed": seed, "config": config},
+    )
+
+
+def run_name(config: dict[str, Any], variant: str, task: str | None) -> str:
+    """Return the folder name of a run: the model id for `both`, else the id with the variant (and task) appended."""
+    if variant == "both":
+        return config["model_id"]
+    return f"{config['model_id']}-{variant}" + (f"-{task}" if task else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = load_config(args.config)
+    seed = int(args.seed if args.seed is not None else config.get("seed", 0))
+    if args.epochs is not None:
+        config["training"]["epochs"] = args.epochs
+    settings = config["training"]
+    epochs = int(settings["epochs"])
+    if epochs < 1:
+        raise SystemExit(f"error: training epochs must be at least 1, got {epochs}")
+
+    # Every process builds the same data from the data seed; no process waits for files.
+    dataset = build_dataset(config["data"])
+    tasks = dataset_tasks(dataset)
+    variant, task = resolve_variant(config, args, tasks)
+    config["variant"], config["task"] = variant, task
+    output_dir = Path(args.output_dir or f"runs/{run_name(config, variant, task)}/seed-{seed}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    accelerator = Accelerator(cpu=args.cpu, project_config=ProjectConfiguration(project_dir=str(output_dir)))
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    set_seed(seed)
+
+    coupled = variant in COANNOTATION_VARIANTS + MATCHING_VARIANTS
+    pair = coupled_pair(tasks) if coupled else None
+    coupling = coupling_settings(config)
+    relatedness_entries: list[dict[str, Any]] = []
+    if coupled:
+        relatedness_config = config.get("relatedness") or {}
+        table = estimate_digit_relatedness(
+            dataset,
+            method=relatedness_config.get("method", "cross-annotation"),
+            pseudocount=float(relatedness_config.get("pseudocount", 0.0)),
+        )
+        relatedness_entries = [{"class_task": pair[0], "attribute_task": pair[1], **table.to_dict()}]
+
+    model = make_model(config, tasks, relatedness_entries, variant, task, seed)
+    model_tasks = model.tasks
+    kinds = {t["name"]: t["kind"] for t in model_tasks}
+    matrix = model.relatedness_table().as_tensor() if coupled else None
+
+    # Targets stay in dataset task order, so loaders yield (inputs, *targets) for every task.
+    task_names = [t["name"] for t in tasks]
+    train_inputs, train_targets = multitask_tensors(dataset["train"], model.preprocessing)
+    if task is not None:
+        # A single-task model sees only the samples annotated for its task.
+        annotated = train_targets[task] >= 0
+        keep = annotated if annotated.ndim == 1 else annotated.any(dim=1)
+        train_inputs = train_inputs[keep]
+        train_targets = {name: values[keep] for name, values in train_targets.items()}
+    val_inputs, val_targets = multitask_tensors(dataset["validation"], model.preprocessing)
+    train_set = TensorDataset(train_inputs, *(train_targets[name] for name in task_names))
+    val_set = TensorDataset(val_inputs, *(val_targets[name] for name in task_names))
+
+    loader = DataLoader(train_set, batch_size=int(settings["batch_size"]), shuffle=True, drop_last=False)
+    val_loader = DataLoader(val_set, batch_size=512)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=float(settings["lr"]), weight_decay=float(settings.get("weight_decay", 1e-4))
+    )
+    steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * steps_per_epoch))
+    model, optimizer, loader, scheduler, val_loader = accelerator.prepare(model, optimizer, loader, scheduler, val_loader)
+    progress = Progress()
+    accelerator.register_for_checkpointing(progress)
+    state_dir = output_dir / "state"
+    best_path = output_dir / "best.safetensors"
+    if args.resume and state_dir.is_dir():
+        accelerator.load_state(str(state_dir))
+        accelerator.print(f"resumed after epoch {progress.epoch}")
+    if matrix is not None:
+        matrix = matrix.to(accelerator.device)
+
+    last_losses: dict[str, float] = {}
+    bar = tqdm(range(progress.epoch, epochs), desc=run_name(config, variant, task), disable=not accelerator.is_local_main_process, initial=progress.epoch, total=epochs)
+    for epoch in bar:
+        sums: dict[str, float] = {}
+        batches = 0
+        for inputs, *batch_targets in loader:
+            targets = dict(zip(task_names, batch_targets))
+            with accelerator.accumulate(model):
+                outputs = model(inputs)
+                losses = supervised_losses(outputs, targets, kinds)
+                if coupled:
+                    losses.update(coupling_losses(outputs, targets, variant, pair, matrix, coupling))
+                loss = sum(losses.values())
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            batches += 1
+        last_losses = {name: total / max(batches, 1) for name, total in sums.items()}
+
+        metrics = evaluate(accelerator, model, val_loader, task_names, model_tasks)
+        score = selection_score(metrics, model_tasks)
+        progress.epoch = epoch + 1
+        if score > progress.best_score:
+            progress.best_score, progress.best_epoch = score, epoch
+            if accelerator.is_main_process:
+                save_file(accelerator.unwrap_model(model).state_dict(), str(best_path))
+        bar.set_postfix(loss=f"{sum(last_losses.values()):.3f}", val=f"{score:.4f}")
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(state_dir))
+
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.load_state_dict(load_file(str(best_path)))
+    val_metrics = evaluate(accelerator, model, val_loader, task_names, model_tasks)
+    summary: dict[str, Any] = {
+        "model_id": config["model_id"],
+        "variant": variant,
+        "task": task,
+        "seed": seed,
+        "epochs": epochs,
+        "best_epoch": progress.best_epoch + 1,
+        "validation_score": selection_score(val_metrics, model_tasks),
+        "validation": val_metrics,
+        "train_samples": len(train_set),
+        "final_epoch_losses": last_losses,
+        "coupling": coupling if coupled else None,
+        "relatedness_provenance": unwrapped.relatedness_table().provenance if coupled else None,
+    }
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(output_dir)
+        (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        accelerator.print(json.dumps({"output_dir": str(output_dir), "validation_score": summary["validation_score"]}, indent=2))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
