@@ -181,6 +181,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synthheads(args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    from zoo.data.synthheads import dataset as synthheads, sheet
+
+    if args.action in ("sheet", "stats"):
+        folder = Path(args.output).resolve().parent
+        if Path(args.output).suffix.lower() != ".png" or not folder.is_dir():
+            print(f"error: OUT must be a .png file in an existing folder, got {args.output}", file=sys.stderr)
+            return 2
+    try:
+        if args.action == "sheet":
+            sheet.build_contact_sheet(args.size, args.seed, args.identities).save(args.output, format="PNG")
+            print(args.output)
+        elif args.action == "stats":
+            json_path = args.json or str(Path(args.output).with_suffix(".json"))
+            sheet.write_statistics(
+                args.output, json_path, num_identities=args.identities, images_per_identity=args.images_per_identity,
+                seed=args.seed, flow_clips=args.flow_clips,
+            )
+            print(json_path)
+        else:
+            fields = {field.name for field in dataclasses.fields(synthheads.SynthHeadsConfig)}
+            options = {key: value for key, value in vars(args).items() if key in fields and value is not None}
+            start = time.perf_counter()
+            built = synthheads.build_synthheads(cache=not args.no_cache, cache_dir=args.cache_dir, **options)
+            if args.output:
+                built.save_to_disk(args.output)
+            _print_json({
+                "splits": {name: split.num_rows for name, split in built.items()},
+                "seconds": round(time.perf_counter() - start, 2),
+                "config": synthheads.config_of(built).to_dict(),
+                "saved_to": args.output,
+            })
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="Pretrained research models behind one API.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -241,6 +282,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--private", action="store_true", help="create the repo as private")
     sub.add_argument("--token", help="Hub token (default: the logged-in one)")
     sub.set_defaults(func=cmd_push)
+
+    sub = commands.add_parser("synthheads", help="build SynthHeads data and draw its dataset-card figures")
+    actions = sub.add_subparsers(dest="action", required=True, metavar="ACTION")
+    action = actions.add_parser("sheet", help="write the contact sheet of renders as a PNG")
+    action.add_argument("output", metavar="OUT.png", help="PNG file to write")
+    action.add_argument("--size", type=int, default=128, help="render size of each tile in pixels (default: 128)")
+    action.add_argument("--seed", type=int, default=0, help="dataset seed of the identities shown (default: 0)")
+    action.add_argument("--identities", type=int, default=4, help="identity rows of the expression section (default: 4)")
+    action = actions.add_parser("stats", help="write the label-distribution figure (PNG) and its numbers (JSON)")
+    action.add_argument("output", metavar="OUT.png", help="PNG file to write")
+    action.add_argument("--json", help="JSON file for the numbers (default: OUT.json)")
+    action.add_argument("--identities", type=int, default=500, help="identities sampled (default: 500)")
+    action.add_argument("--images-per-identity", type=int, default=40, help="faces per identity (default: 40)")
+    action.add_argument("--flow-clips", type=int, default=4, help="clips rendered for the flow check, 0 skips it (default: 4)")
+    action.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
+    action = actions.add_parser("build", help="build a SynthHeads dataset into the cache and print its split sizes")
+    action.add_argument("--kind", choices=("images", "clips"), help="stills or clips (default: images)")
+    action.add_argument("--num-identities", type=int, help="people, divided between the splits")
+    action.add_argument("--images-per-identity", type=int, help="stills per person")
+    action.add_argument("--clips-per-identity", type=int, help="clips per person")
+    action.add_argument("--num-frames", type=int, help="frames per clip (at 25 fps)")
+    action.add_argument("--image-size", type=int, help="render size in pixels")
+    action.add_argument("--seed", type=int, help="seed of every random draw (default: 0)")
+    action.add_argument("--no-conditioning", dest="conditioning", action="store_false", default=None,
+                        help="leave out the NMFC, mask, sketch, eye and depth images")
+    action.add_argument("--no-flow", dest="flow", action="store_false", default=None, help="leave out the optical flow of clips")
+    action.add_argument("--no-cache", action="store_true", help="render without reading or writing the cache")
+    action.add_argument("--cache-dir", help="cache folder (default: $ZOO_CACHE/synthheads or ~/.cache/zoo/synthheads)")
+    action.add_argument("--output", help="also save the DatasetDict to this folder (datasets.save_to_disk)")
+    sub.set_defaults(func=cmd_synthheads)
 
     sub = commands.add_parser("demo", help="serve the web demo of all methods")
     sub.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")

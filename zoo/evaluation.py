@@ -50,6 +50,15 @@ def _build_digit_attributes(data: dict[str, Any]):
     return build_digit_attributes(seed=int(data.get("seed", 0)), **overrides)
 
 
+def _build_synthheads(data: dict[str, Any]):
+    from zoo.data.synthheads import build_synthheads
+
+    # Every key but the name is a `build_synthheads` option (a SynthHeadsConfig field, `cache` or `cache_dir`).
+    options = {key: value for key, value in data.items() if key not in ("name", "overrides")}
+    options.update(data.get("overrides") or {})
+    return build_synthheads(**options)
+
+
 def _published_builder(name: str) -> Callable[[dict[str, Any]], Any]:
     def build(data: dict[str, Any]):
         from zoo.data.published import ADAPTERS
@@ -64,6 +73,7 @@ def _published_builder(name: str) -> Callable[[dict[str, Any]], Any]:
 DATASET_BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "coloured-digits": _build_coloured_digits,
     "digit-attributes": _build_digit_attributes,
+    "synthheads": _build_synthheads,
     **{name: _published_builder(name) for name in ("waterbirds", "celeba", "iwildcam", "civilcomments")},
 }
 
