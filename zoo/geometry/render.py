@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from zoo.geometry.appearance import Appearance
 from zoo.geometry.camera import Camera, project, to_pixels
 from zoo.geometry.morphable import MorphableHeadModel
-from zoo.geometry.raster import rasterize
+from zoo.geometry.raster import Fragments, rasterize
 from zoo.geometry.sketch import draw_eye_image, draw_landmark_sketch
 
 __all__ = ["ALL_OUTPUTS", "HeadRenderer", "hair_coverage", "render_background", "vertex_normals"]
@@ -321,6 +321,39 @@ class HeadRenderer:
 
     # ------------------------------------------------------------------ rendering
 
+    def rendered_mesh(
+        self,
+        vertices: torch.Tensor,
+        appearance: Appearance | None,
+        *,
+        hair: torch.Tensor | None = None,
+        normals: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Return the (B, V, 3) mesh that `render` rasterises: hair-covered scalp vertices are
+        pushed out along their normals by volume * coverage * a fraction of the face size.
+
+        Without an appearance there is no hair and the mesh is `vertices`. `hair` and `normals`
+        may be passed when the caller has them already.
+        """
+        vertices = vertices.detach().float().cpu()
+        if appearance is None:
+            return vertices
+        hair = self.hair_weights(appearance) if hair is None else hair
+        normals = vertex_normals(vertices, self.faces) if normals is None else normals
+        thickness = appearance.style("volume")[:, None] * hair * (_HAIR_THICKNESS * self.face_unit)
+        return vertices + normals * thickness[..., None]
+
+    def rasterize_screen(self, screen: torch.Tensor) -> Fragments:
+        """Rasterise (B, V, 3) pixel-space vertices with this renderer's culling and depth range.
+
+        Anything that must agree pixel for pixel with `render` (optical flow, surface lookups)
+        rasterises through this method.
+        """
+        half = min(self.height, self.width) / 2.0
+        return rasterize(
+            screen, self.faces, self.height, self.width, cull_backfaces=self.cull, depth_range=(-4.0 * half, 4.0 * half)
+        )
+
     def render(
         self,
         vertices: torch.Tensor,
@@ -363,16 +396,10 @@ class HeadRenderer:
 
         hair = self.hair_weights(appearance) if appearance is not None else None
         normals_model = vertex_normals(vertices, self.faces)
-        mesh = vertices
-        if hair is not None:
-            thickness = appearance.style("volume")[:, None] * hair * (_HAIR_THICKNESS * self.face_unit)
-            mesh = vertices + normals_model * thickness[..., None]
-
-        half = min(height, width) / 2.0
+        mesh = self.rendered_mesh(vertices, appearance, hair=hair, normals=normals_model)
         screen = to_pixels(project(mesh, camera), height, width)
-        fragments = rasterize(
-            screen, self.faces, height, width, cull_backfaces=self.cull, depth_range=(-4.0 * half, 4.0 * half)
-        )
+        fragments = self.rasterize_screen(screen)
+        half = min(height, width) / 2.0
         face_index = fragments.face_index
         foreground = face_index >= 0
         result: dict[str, torch.Tensor] = {"face_index": face_index}

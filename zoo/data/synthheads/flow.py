@@ -28,8 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo.geometry import Appearance, Camera, Fragments, HeadRenderer, project, rasterize, to_pixels
-from zoo.geometry.render import vertex_normals
+from zoo.geometry import Appearance, Camera, Fragments, HeadRenderer, project, to_pixels
 
 __all__ = [
     "flow_to_colour",
@@ -46,11 +45,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# NOTE: HeadRenderer.render offsets hair-covered scalp vertices along their normals by
-# volume * coverage * this fraction of the eye-to-chin distance, but returns neither that mesh
-# nor the barycentric coordinates. The value mirrors zoo.geometry.render._HAIR_THICKNESS, and
-# `sequence_flow` compares its own triangle buffer with the renderer's to catch any drift.
-HAIR_THICKNESS = 0.12
 # Signed-area threshold (pixels squared) below which the rasteriser treats a triangle as degenerate.
 _DEGENERATE_AREA = 1e-12
 # Barycentric slack for "p' lies inside a candidate occluder", so points on a shared edge count.
@@ -61,13 +55,7 @@ _DEPTH_SLACK = 1e-3
 
 def rendered_mesh(renderer: HeadRenderer, vertices: torch.Tensor, appearance: Appearance | None) -> torch.Tensor:
     """Return the (B, V, 3) model-space mesh that `renderer.render` rasterises, hair volume included."""
-    vertices = vertices.detach().float().cpu()
-    if appearance is None:
-        return vertices
-    hair = renderer.hair_weights(appearance)
-    normals = vertex_normals(vertices, renderer.faces)
-    thickness = appearance.style("volume")[:, None] * hair * (HAIR_THICKNESS * renderer.face_unit)
-    return vertices + normals * thickness[..., None]
+    return renderer.rendered_mesh(vertices, appearance)
 
 
 def screen_vertices(renderer: HeadRenderer, mesh: torch.Tensor, camera: Camera) -> torch.Tensor:
@@ -77,11 +65,7 @@ def screen_vertices(renderer: HeadRenderer, mesh: torch.Tensor, camera: Camera) 
 
 def rasterize_like_renderer(renderer: HeadRenderer, screen: torch.Tensor) -> Fragments:
     """Rasterise screen vertices with the renderer's culling and depth range, so the buffers agree."""
-    half = min(renderer.height, renderer.width) / 2.0
-    return rasterize(
-        screen, renderer.faces, renderer.height, renderer.width, cull_backfaces=renderer.cull,
-        depth_range=(-4.0 * half, 4.0 * half),
-    )
+    return renderer.rasterize_screen(screen)
 
 
 def _signed_area(corners: torch.Tensor) -> torch.Tensor:
