@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from zoo.cli import main
-from zoo.data.synthheads.sheet import build_contact_sheet
+from zoo.data.synthheads.sheet import build_contact_sheet, render_dataset_card
 
 # 11 tiles in the conditioning row, the widest row of the sheet.
 WIDEST_ROW = 11
@@ -111,3 +112,12 @@ def test_build_command_rejects_bad_config(tmp_path, capsys):
     arguments = ["synthheads", "build", "--num-identities", "3", "--no-cache"]
     assert main(arguments) == 2
     assert "without an identity" in capsys.readouterr().err
+
+
+def test_dataset_card_matches_its_statistics(tmp_path):
+    """The committed card is its template rendered with the committed statistics, numbers included."""
+    folder = Path(__file__).resolve().parents[1] / "cards" / "datasets"
+    stats = json.loads((folder / "assets" / "synthheads-labels.json").read_text())
+    expected = (folder / "synthheads.md").read_text()
+    rendered = render_dataset_card(stats, folder / "synthheads.template.md", tmp_path / "card.md").read_text()
+    assert rendered == expected

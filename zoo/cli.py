@@ -198,11 +198,17 @@ def cmd_synthheads(args: argparse.Namespace) -> int:
             print(args.output)
         elif args.action == "stats":
             json_path = args.json or str(Path(args.output).with_suffix(".json"))
-            sheet.write_statistics(
+            stats = sheet.write_statistics(
                 args.output, json_path, num_identities=args.identities, images_per_identity=args.images_per_identity,
                 seed=args.seed, flow_clips=args.flow_clips,
             )
             print(json_path)
+            if args.card:
+                template = Path(args.card).with_suffix(".template.md")
+                if not template.is_file():
+                    print(f"error: card template {template} not found; --card names the card it renders", file=sys.stderr)
+                    return 2
+                print(sheet.render_dataset_card(stats, template, args.card))
         else:
             fields = {field.name for field in dataclasses.fields(synthheads.SynthHeadsConfig)}
             options = {key: value for key, value in vars(args).items() if key in fields and value is not None}
@@ -297,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--images-per-identity", type=int, default=40, help="faces per identity (default: 40)")
     action.add_argument("--flow-clips", type=int, default=4, help="clips rendered for the flow check, 0 skips it (default: 4)")
     action.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
+    action.add_argument(
+        "--card", help="also render this dataset card from CARD's .template.md with the numbers (e.g. cards/datasets/synthheads.md)"
+    )
     action = actions.add_parser("build", help="build a SynthHeads dataset into the cache and print its split sizes")
     action.add_argument("--kind", choices=("images", "clips"), help="stills or clips (default: images)")
     action.add_argument("--num-identities", type=int, help="people, divided between the splits")

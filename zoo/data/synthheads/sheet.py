@@ -39,6 +39,7 @@ __all__ = [
     "build_contact_sheet",
     "flow_check",
     "label_statistics",
+    "render_dataset_card",
     "write_label_figure",
 ]
 
@@ -445,6 +446,21 @@ def write_label_figure(path: str | Path, stats: dict[str, Any], samples: dict[st
     axis.set_title(f"gaze relative to the head; {100 * (closure > 0).mean():.1f}% of faces have closing eyes")
     axis.legend()
     figure.savefig(str(path))
+
+
+def render_dataset_card(stats: dict[str, Any], template: str | Path, output: str | Path) -> Path:
+    """Render the dataset card from its Jinja template, filling in the numbers of `stats`.
+
+    The card's measured numbers (flow check, label rates, sample sizes) come only from the
+    statistics that `write_statistics` computes, never from hand-copied values.
+    """
+    import jinja2
+
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    body = environment.from_string(Path(template).read_text()).render(stats=stats)
+    path = Path(output)
+    path.write_text(body)
+    return path
 
 
 def write_statistics(png_path: str | Path, json_path: str | Path | None = None, **options: Any) -> dict[str, Any]:
