@@ -19,6 +19,7 @@ from zoo.data.digit_attributes import (
     compute_attributes,
     config_of,
     dataset_tasks,
+    digit_label_counts,
     estimate_digit_relatedness,
     multitask_tensors,
 )
@@ -39,6 +40,11 @@ IMAGE_PREPROCESSING = {"image_size": 8, "mode": "L", "mean": [0.5], "std": [0.5]
 @pytest.fixture(scope="module")
 def digits():
     return build_digit_attributes(seed=0)
+
+
+@pytest.fixture(scope="module")
+def unbalanced():
+    return build_digit_attributes(seed=0, digit_fraction=0.05)
 
 
 def relatedness_entry(seed: int = 0) -> dict:
@@ -196,6 +202,63 @@ def test_training_halves_are_disjoint(digits):
         assert has_attributes[true_digits == digit].any()
 
 
+def test_unbalanced_split_is_disjoint(unbalanced):
+    train = unbalanced["train"]
+    has_digit = np.asarray(train["label"]) >= 0
+    attributes = np.asarray(train["attributes"])
+    has_attributes = (attributes >= 0).all(axis=1)
+
+    assert not (has_digit & has_attributes).any()
+    assert (has_digit | has_attributes).all()
+    assert ((attributes >= 0).any(axis=1) == has_attributes).all()
+    assert list(train["annotation"]) == ["digit" if d else "attributes" for d in has_digit]
+
+
+def test_unbalanced_split_fraction_per_digit(unbalanced):
+    train = unbalanced["train"]
+    true_digits = np.asarray(train["digit"])
+    labels = np.asarray(train["label"])
+
+    for digit in range(10):
+        members = int((true_digits == digit).sum())
+        labelled = int((labels == digit).sum())
+        assert labelled == round(0.05 * members)
+        assert 5 <= labelled <= 6
+        assert ((true_digits == digit) & (labels < 0)).sum() == members - labelled
+    assert (labels[labels >= 0] == true_digits[labels >= 0]).all()
+    assert config_of(unbalanced).digit_fraction == 0.05
+
+
+def test_unbalanced_split_is_deterministic(unbalanced):
+    again = build_dataset({"name": "digit-attributes", "seed": 0, "overrides": {"digit_fraction": 0.05}})
+    other_seed = build_digit_attributes(seed=1, digit_fraction=0.05)
+
+    assert again["train"]["source_index"] == unbalanced["train"]["source_index"]
+    assert again["train"]["label"] == unbalanced["train"]["label"]
+    assert again["train"]["attributes"] == unbalanced["train"]["attributes"]
+    assert other_seed["train"]["label"] != unbalanced["train"]["label"]
+
+
+def test_unbalanced_split_keeps_evaluation_splits(digits, unbalanced):
+    for split in ("validation", "test"):
+        assert unbalanced[split]["source_index"] == digits[split]["source_index"]
+        assert set(unbalanced[split]["annotation"]) == {"both"}
+
+
+def test_digit_label_counts_keep_both_tasks_per_digit():
+    digits = np.repeat(np.arange(3), [40, 2, 1])
+
+    assert digit_label_counts(digits, 0.05) == {0: 2, 1: 1, 2: 1}
+    assert digit_label_counts(digits, 0.001) == {0: 1, 1: 1, 2: 1}
+    assert digit_label_counts(digits, 0.99) == {0: 39, 1: 1, 2: 1}
+
+
+def test_digit_fraction_must_lie_in_open_interval():
+    for fraction in (0.0, 1.0):
+        with pytest.raises(ValueError, match="digit_fraction"):
+            build_digit_attributes(digit_fraction=fraction)
+
+
 def test_evaluation_splits_fully_labelled(digits):
     for split in ("validation", "test"):
         data = digits[split]
@@ -279,11 +342,38 @@ def test_relatedness_estimate_is_soft_and_close_to_oracle(digits):
     even = ATTRIBUTE_NAMES.index("even")
 
     assert estimate.kind == "estimated"
-    assert "540 attribute-annotated" in estimate.provenance
-    assert np.abs(estimate.matrix - oracle.matrix).mean() < 0.06
+    assert "fitted by EM on the 540 attribute-annotated" in estimate.provenance
+    assert np.abs(estimate.matrix - oracle.matrix).mean() < 0.04
     # Class attributes are 0/1 per digit; a pixel attribute such as a closed loop is not.
     assert set(np.unique(oracle.matrix[:, even])) == {0.0, 1.0}
     assert 0.2 < oracle.matrix[4, loop] < 0.8
+
+
+def test_em_relatedness_beats_counts_with_few_labels(unbalanced):
+    oracle = estimate_digit_relatedness(unbalanced, method="oracle").matrix
+    counted = estimate_digit_relatedness(unbalanced, method="cross-annotation")
+    fitted = estimate_digit_relatedness(unbalanced, method="cross-annotation-em")
+    class_columns = [ATTRIBUTE_NAMES.index(name) for name in CLASS_ATTRIBUTES]
+
+    assert "counted on the 1027 attribute-annotated" in counted.provenance
+    assert "51 digit-annotated" in fitted.provenance
+    assert np.abs(fitted.matrix - oracle).mean() < 0.02
+    assert np.abs(fitted.matrix - oracle).mean() < np.abs(counted.matrix - oracle).mean()
+    assert np.abs(fitted.matrix - oracle)[:, class_columns].mean() < np.abs(counted.matrix - oracle)[:, class_columns].mean()
+
+
+def test_relatedness_with_one_digit_label_each():
+    data = build_digit_attributes(seed=0, digit_fraction=0.001, splits={"train": 0.3, "test": 0.1})
+
+    table = estimate_digit_relatedness(data)
+
+    assert "10 digit-annotated" in table.provenance
+    assert np.isfinite(table.matrix).all()
+
+
+def test_relatedness_rejects_unknown_method(digits):
+    with pytest.raises(ValueError, match="unknown relatedness method"):
+        estimate_digit_relatedness(digits, method="guess")
 
 
 def test_multitask_tensors_mask_missing_tasks(digits):

@@ -25,7 +25,7 @@ from zoo.losses import (
     soft_attribute_targets,
     soft_class_targets,
 )
-from zoo.losses.multitask import relatedness_confidence
+from zoo.losses.multitask import estimate_cooccurrence_em, relatedness_confidence
 from zoo.metrics import (
     accuracy,
     au_score_abaw2020,
@@ -144,6 +144,74 @@ def test_estimate_cooccurrence_rejects_bad_labels():
         estimate_cooccurrence(np.array([0, 2]), np.array([[1], [0]]), num_classes=2)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         estimate_cooccurrence(np.array([0, 1]), np.array([[2], [0]]))
+
+
+def blurred_class_priors(seed: int = 0, samples: int = 600, accuracy: float = 0.7):
+    """Draw classes, their attributes from a known table, and a classifier prior that puts `accuracy` on the true class."""
+    rng = np.random.default_rng(seed)
+    truth = np.array([[1.0, 0.0, 0.3], [0.0, 1.0, 0.5], [1.0, 1.0, 0.8]])
+    classes = rng.integers(0, 3, size=samples)
+    attributes = (rng.random((samples, 3)) < truth[classes]).astype(np.int64)
+    priors = np.full((samples, 3), (1.0 - accuracy) / 2)
+    priors[np.arange(samples), classes] = accuracy
+    return truth, classes, attributes, priors
+
+
+def marginal_log_likelihood(table: np.ndarray, priors: np.ndarray, attributes: np.ndarray) -> float:
+    matrix = table.clip(1e-3, 1 - 1e-3)
+    likelihood = np.exp(attributes @ np.log(matrix).T + (1 - attributes) @ np.log(1 - matrix).T)
+    return float(np.log((priors * likelihood).sum(axis=1)).sum())
+
+
+def test_em_without_iterations_equals_soft_counts():
+    _, _, attributes, priors = blurred_class_priors()
+
+    em = estimate_cooccurrence_em(priors, attributes, max_iterations=0)
+    counts = estimate_cooccurrence(priors, attributes)
+
+    np.testing.assert_allclose(em.matrix, counts.matrix)
+    assert "0 iterations (stopped at max_iterations" in em.provenance
+
+
+def test_em_sharpens_blurred_class_attributes():
+    truth, _, attributes, priors = blurred_class_priors()
+
+    counts = estimate_cooccurrence(priors, attributes).matrix
+    em = estimate_cooccurrence_em(priors, attributes).matrix
+
+    # A prior that is 70% right blurs the 0/1 entries by about 0.3 when counted.
+    assert np.abs(counts - truth)[:, :2].mean() > 0.15
+    assert np.abs(em - truth)[:, :2].mean() < 0.05
+    assert np.abs(em - truth).mean() < np.abs(counts - truth).mean()
+
+
+def test_em_likelihood_never_decreases():
+    _, _, attributes, priors = blurred_class_priors(seed=1)
+
+    values = [
+        marginal_log_likelihood(estimate_cooccurrence_em(priors, attributes, max_iterations=steps).matrix, priors, attributes)
+        for steps in range(6)
+    ]
+
+    for before, after in zip(values, values[1:]):
+        assert after >= before - 1e-9
+
+
+def test_em_with_known_classes_is_plain_count():
+    _, classes, attributes, _ = blurred_class_priors(seed=2)
+    labels = np.where(np.arange(len(classes)) % 5 == 0, -1, classes)
+
+    em = estimate_cooccurrence_em(labels, attributes, num_classes=3)
+    counts = estimate_cooccurrence(labels, attributes, num_classes=3)
+
+    np.testing.assert_allclose(em.matrix, counts.matrix)
+    np.testing.assert_allclose(em.sample_counts, counts.sample_counts)
+    assert em.version == f"estimated-em-{int((labels >= 0).sum())}"
+
+
+def test_em_rejects_negative_iterations():
+    with pytest.raises(ValueError, match="max_iterations"):
+        estimate_cooccurrence_em(np.array([0]), np.array([[1]]), max_iterations=-1)
 
 
 # Masked supervised losses -------------------------------------------------------------------
@@ -343,15 +411,15 @@ def agreeing_class_to_attribute_heads():
 
 def test_class_to_attribute_matching_minimal_when_heads_agree():
     class_logits, attribute_logits = agreeing_class_to_attribute_heads()
-    base = class_to_attribute_matching(class_logits, attribute_logits, MATRIX).item()
+    base = class_to_attribute_matching(class_logits, attribute_logits, MATRIX, divergence="kl").item()
     generator = torch.Generator().manual_seed(0)
 
     assert base == pytest.approx(0.0, abs=1e-5)
     for _ in range(5):
         noise = 0.3 * torch.randn(attribute_logits.shape, generator=generator, dtype=torch.float64)
-        assert class_to_attribute_matching(class_logits, attribute_logits + noise, MATRIX).item() > base
+        assert class_to_attribute_matching(class_logits, attribute_logits + noise, MATRIX, divergence="kl").item() > base
         noise = 0.3 * torch.randn(class_logits.shape, generator=generator, dtype=torch.float64)
-        assert class_to_attribute_matching(class_logits + noise, attribute_logits, MATRIX).item() > base
+        assert class_to_attribute_matching(class_logits + noise, attribute_logits, MATRIX, divergence="kl").item() > base
 
 
 def test_class_to_attribute_bce_gradient_vanishes_at_agreement():
@@ -368,15 +436,37 @@ def test_attribute_to_class_matching_minimal_when_heads_agree():
     for rule in ("weighted-sum", "product"):
         implied = soft_class_targets(torch.sigmoid(attribute_logits), MATRIX, torch.ones_like(attribute_logits), rule=rule)
         class_logits = torch.log(implied.clamp_min(1e-12))
-        base = attribute_to_class_matching(attribute_logits, class_logits, MATRIX, rule=rule).item()
+        base = attribute_to_class_matching(attribute_logits, class_logits, MATRIX, rule=rule, divergence="kl").item()
         generator = torch.Generator().manual_seed(1)
 
         assert base == pytest.approx(0.0, abs=1e-6)
         for _ in range(5):
             noise = 0.3 * torch.randn(class_logits.shape, generator=generator, dtype=torch.float64)
-            assert attribute_to_class_matching(attribute_logits, class_logits + noise, MATRIX, rule=rule).item() > base
+            perturbed_class = attribute_to_class_matching(attribute_logits, class_logits + noise, MATRIX, rule=rule, divergence="kl")
+            assert perturbed_class.item() > base
             noise = 0.3 * torch.randn(attribute_logits.shape, generator=generator, dtype=torch.float64)
-            assert attribute_to_class_matching(attribute_logits + noise, class_logits, MATRIX, rule=rule).item() > base
+            perturbed_attributes = attribute_to_class_matching(attribute_logits + noise, class_logits, MATRIX, rule=rule, divergence="kl")
+            assert perturbed_attributes.item() > base
+
+
+def test_matching_defaults_are_cross_entropies():
+    class_logits = torch.tensor([[0.3, 1.2, -0.4], [2.0, -1.0, 0.5]], dtype=torch.float64)
+    attribute_logits = torch.tensor([[1.0, 0.5, -2.0, 0.0], [-1.0, 2.0, 1.5, 0.3]], dtype=torch.float64)
+    implied_attributes = torch.softmax(class_logits, -1) @ MATRIX
+    implied_classes = soft_class_targets(torch.sigmoid(attribute_logits), MATRIX, torch.ones_like(attribute_logits))
+
+    defaults = distribution_matching_losses(class_logits, attribute_logits, MATRIX)
+    explicit = distribution_matching_losses(class_logits, attribute_logits, MATRIX, divergence="cross-entropy")
+    kl = distribution_matching_losses(class_logits, attribute_logits, MATRIX, divergence="kl")
+
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(attribute_logits, implied_attributes)
+    ce = -(implied_classes * torch.log_softmax(class_logits, -1)).sum(-1).mean()
+    assert defaults["class_to_attribute"].item() == pytest.approx(bce.item())
+    assert defaults["attribute_to_class"].item() == pytest.approx(ce.item())
+    for direction in defaults:
+        assert defaults[direction].item() == pytest.approx(explicit[direction].item())
+    # Cross-entropy is KL plus the entropy of the target, so it exceeds KL for soft targets.
+    assert defaults["attribute_to_class"].item() > kl["attribute_to_class"].item()
 
 
 def test_distribution_matching_directions():

@@ -4,21 +4,32 @@
 
 For each seed the script trains, with `train_mtl_dm.py` in this process, a single-task model
 per task and the `multitask`, `coannotation`, `distribution-matching` and `both` variants.
+The config's `case_study.extra_variants` adds rows that train a variant with some config
+values replaced, for example `both` with the product rule:
+
+    case_study:
+      extra_variants:
+        - {name: both (product rule), variant: both, set: {coupling.class_target_rule: product}}
+
 Each saved model is scored on the requested splits (validation and test by default; pass
 `--splits validation` while tuning, so the test split stays unread). The results go to
 `<output>.json` and `<output>.md`: the mean and sample standard deviation over seeds of
-each task's metrics per variant, and the negative-transfer check of Kollias et al. (AAAI
-2024): a multi-task variant shows negative transfer when its mean primary metric (digit
-accuracy, attribute mean F1) on some task is below that of the single-task model.
+each task's metrics per variant, and the negative-transfer verdict of Kollias et al. (AAAI
+2024) per multi-task row. A row shows negative transfer when its mean primary metric (digit
+accuracy, attribute mean F1) on some task is below that of the single-task model. The
+report also counts the seeds on which the row is below the single-task model of the same
+seed, because with three seeds a small mean difference can be noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import importlib.util
 import json
 import platform
+import re
 import statistics
 import sys
 import time
@@ -28,12 +39,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.data.digit_attributes import estimate_digit_relatedness, multitask_tensors
+from zoo.data.digit_attributes import config_of, dataset_tasks, estimate_digit_relatedness, multitask_tensors
 from zoo.evaluation import build_dataset
 from zoo.models import MultiTaskClassifier
 
 SCRIPT_DIR = Path(__file__).resolve().parent
 MULTITASK_VARIANTS = ("multitask", "coannotation", "distribution-matching", "both")
+# Config sections an extra variant may not replace, because every row must see the same data.
+FIXED_SECTIONS = ("data", "model_id")
 # Metrics tabulated per task kind; the first is the primary metric of the negative-transfer check.
 TABLE_METRICS = {"multiclass": ("accuracy", "macro_f1"), "multilabel": ("mean_f1",)}
 
@@ -59,13 +72,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def planned_runs(tasks: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
-    """Return (variant, task) of every run per seed: one single-task run per task, then the multi-task variants."""
-    return [("single-task", task["name"]) for task in tasks] + [(variant, None) for variant in MULTITASK_VARIANTS]
+def extra_variants(config: dict[str, Any], trainer) -> list[dict[str, Any]]:
+    """Return the checked `case_study.extra_variants` of a config: each has a `name`, a multi-task `variant` and `set`.
+
+    Raises SystemExit on a missing field, a single-task or unknown variant, a duplicate or
+    reserved name, or an override of the data.
+    """
+    entries = ((config.get("case_study") or {}).get("extra_variants")) or []
+    reserved = set(MULTITASK_VARIANTS)
+    checked = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) - {"name", "variant", "set"} or not {"name", "variant"} <= set(entry):
+            raise SystemExit(f"error: each extra variant needs 'name' and 'variant', and may have 'set'; got {entry!r}")
+        name, variant, overrides = str(entry["name"]), entry["variant"], dict(entry.get("set") or {})
+        if variant not in trainer.VARIANTS or variant == "single-task":
+            raise SystemExit(f"error: extra variant {name!r} has variant {variant!r}; expected one of {MULTITASK_VARIANTS}")
+        if name in reserved or name.startswith("single-task"):
+            raise SystemExit(f"error: extra variant name {name!r} is already used; pick a distinct name")
+        fixed = [key for key in overrides if key.split(".")[0] in FIXED_SECTIONS]
+        if fixed:
+            raise SystemExit(f"error: extra variant {name!r} replaces {fixed}; every row must train on the same data")
+        reserved.add(name)
+        checked.append({"name": name, "variant": variant, "set": overrides})
+    return checked
+
+
+def planned_runs(tasks: list[dict[str, Any]], extras: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Return every run per seed: one single-task run per task, the multi-task variants, then the extra variants.
+
+    Each run is a dict with `row` (the table row), `variant`, `task` and `set` (config overrides).
+    """
+    runs = [{"row": row_name("single-task", task["name"]), "variant": "single-task", "task": task["name"], "set": {}} for task in tasks]
+    runs += [{"row": variant, "variant": variant, "task": None, "set": {}} for variant in MULTITASK_VARIANTS]
+    runs += [{"row": extra["name"], "variant": extra["variant"], "task": None, "set": extra["set"]} for extra in extras]
+    return runs
 
 
 def row_name(variant: str, task: str | None) -> str:
     return f"single-task ({task})" if task else variant
+
+
+def folder_name(config: dict[str, Any], run: dict[str, Any], trainer) -> str:
+    """Return the run folder: the training script's name for standard rows, the model id and a slug of the row for extras."""
+    if run["row"] == row_name(run["variant"], run["task"]):
+        return trainer.run_name(config, run["variant"], run["task"])
+    slug = re.sub(r"[^a-z0-9]+", "-", run["row"].lower()).strip("-")
+    return f"{config['model_id']}-{slug}"
 
 
 def score_model(model: MultiTaskClassifier, dataset, splits: list[str], trainer) -> dict[str, Any]:
@@ -105,28 +157,37 @@ def aggregate(results: list[dict[str, Any]], tasks: list[dict[str, Any]], split:
 
 
 def transfer_checks(table: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Compare each multi-task variant's mean primary metric per task with the single-task and uncoupled models."""
+    """Compare each multi-task row's primary metric per task with the single-task and uncoupled models.
+
+    The verdict follows the definition of Kollias et al. (AAAI 2024): negative transfer is a
+    multi-task mean below the single-task mean on at least one task. Per-seed values are
+    paired by position, so they compare runs of the same training seed.
+    """
     checks: dict[str, Any] = {}
-    for variant in MULTITASK_VARIANTS:
-        if variant not in table:
+    for row, cells in table.items():
+        if row.startswith("single-task"):
             continue
         per_task = {}
         for task in tasks:
             metric = TABLE_METRICS[task["kind"]][0]
-            mean = table[variant][task["name"]][metric]["mean"]
-            single = table[row_name("single-task", task["name"])][task["name"]][metric]["mean"]
-            uncoupled = table["multitask"][task["name"]][metric]["mean"] if "multitask" in table else None
+            entry = cells[task["name"]][metric]
+            single = table[row_name("single-task", task["name"])][task["name"]][metric]
+            uncoupled = table["multitask"][task["name"]][metric] if "multitask" in table else None
+            paired = list(zip(entry["values"], single["values"]))
             per_task[task["name"]] = {
                 "metric": metric,
-                "mean": mean,
-                "single_task_mean": single,
-                "difference_to_single_task": mean - single,
-                "difference_to_multitask": None if uncoupled is None else mean - uncoupled,
+                "mean": entry["mean"],
+                "single_task_mean": single["mean"],
+                "difference_to_single_task": entry["mean"] - single["mean"],
+                "seeds_below_single_task": sum(value < baseline for value, baseline in paired),
+                "seeds_above_single_task": sum(value > baseline for value, baseline in paired),
+                "paired_seeds": len(paired),
+                "difference_to_multitask": None if uncoupled is None else entry["mean"] - uncoupled["mean"],
             }
-        checks[variant] = {
+        checks[row] = {
             "negative_transfer": any(entry["difference_to_single_task"] < 0 for entry in per_task.values()),
             "beats_single_task_on_every_task": all(entry["difference_to_single_task"] > 0 for entry in per_task.values()),
-            "beats_multitask_on_every_task": variant != "multitask"
+            "beats_multitask_on_every_task": row != "multitask"
             and all((entry["difference_to_multitask"] or 0) > 0 for entry in per_task.values()),
             "tasks": per_task,
         }
@@ -138,14 +199,42 @@ def _signed(value: float) -> str:
     return f"{round(value, 4) + 0.0:+.4f}"
 
 
+def verdict_line(row: str, check: dict[str, Any]) -> str:
+    """Return the markdown bullet that states a row's negative-transfer verdict and the differences behind it."""
+    if check["negative_transfer"]:
+        verdict = "**negative transfer**"
+    elif check["beats_single_task_on_every_task"]:
+        verdict = "**no negative transfer**, above the single-task models on every task"
+    else:
+        verdict = "**no negative transfer**, but tied with a single-task model on some task"
+    parts = []
+    for name, entry in check["tasks"].items():
+        text = (
+            f"{name} {_signed(entry['difference_to_single_task'])} vs single-task "
+            f"(below on {entry['seeds_below_single_task']} of {entry['paired_seeds']} seeds)"
+        )
+        if row != "multitask" and entry["difference_to_multitask"] is not None:
+            text += f", {_signed(entry['difference_to_multitask'])} vs multitask"
+        parts.append(text)
+    return f"- {row}: {verdict} ({'; '.join(parts)})"
+
+
 def markdown_report(report: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
+    protocol = report["protocol"]
     lines = [
         f"# {report['model_id']}: multi-task case study",
         "",
         f"Command: `{report['command']}`",
         "",
         f"Seeds {report['seeds']}; mean ± sample standard deviation over seeds. Data: {report['data']}. "
-        f"Relatedness: {report['relatedness']['provenance']}",
+        f"Training annotation: {protocol['digit_labelled']} scans with only a digit label "
+        f"({protocol['digit_labels_per_class']} per digit, digit_fraction {protocol['digit_fraction']}) and "
+        f"{protocol['attribute_labelled']} with only attribute labels.",
+        "",
+        f"Relatedness: {report['relatedness']['provenance']} Mean absolute difference from the table counted on the "
+        f"hidden true training labels: {report['relatedness']['mean_absolute_difference_to_oracle']:.3f}.",
+        "",
+        "Rows: " + "; ".join(f"{row}: {text}" for row, text in report["row_settings"].items()) + ".",
         "",
     ]
     columns = [(task, metric) for task in tasks for metric in TABLE_METRICS[task["kind"]]]
@@ -164,19 +253,13 @@ def markdown_report(report: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
         checks = report["transfer_checks"][split]
         size = report["split_sizes"][split]
         lines += [
-            "Negative transfer (a multi-task variant's mean below the single-task mean on some task). "
+            f"Negative-transfer verdict ({split}). A multi-task row shows negative transfer when its mean primary metric "
+            "(digit accuracy, attribute mean F1) is below the single-task mean on at least one task. "
             f"The {split} split has {size} samples, so one sample moves digit accuracy by {1 / size:.4f}; "
             "differences smaller than the standard deviations above are within seed noise.",
             "",
         ]
-        for variant, check in checks.items():
-            differences = ", ".join(
-                f"{name} {_signed(entry['difference_to_single_task'])} vs single-task"
-                + (f", {_signed(entry['difference_to_multitask'])} vs multitask" if variant != "multitask" else "")
-                for name, entry in check["tasks"].items()
-            )
-            verdict = "negative transfer" if check["negative_transfer"] else "no negative transfer"
-            lines.append(f"- {variant}: {verdict} ({differences})")
+        lines += [verdict_line(row, check) for row, check in checks.items()]
         lines.append("")
 
         multilabel = [task for task in tasks if task["kind"] == "multilabel"]
@@ -195,16 +278,59 @@ def markdown_report(report: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def annotation_protocol(dataset) -> dict[str, Any]:
+    """Return the training split's annotation counts: scans per annotation and digit labels per digit."""
+    train = dataset["train"]
+    labels = np.asarray(train["label"])
+    annotations = list(train["annotation"])
+    per_class = np.bincount(labels[labels >= 0], minlength=10)
+    return {
+        "digit_fraction": config_of(dataset).digit_fraction,
+        "digit_labelled": annotations.count("digit"),
+        "attribute_labelled": annotations.count("attributes"),
+        "digit_labels_per_class": f"{per_class.min()}" if per_class.min() == per_class.max() else f"{per_class.min()}-{per_class.max()}",
+    }
+
+
+def row_settings(config: dict[str, Any], extras: list[dict[str, Any]], trainer) -> dict[str, str]:
+    """Return a short description of the coupling each coupled row trains with."""
+    base = trainer.coupling_settings(config)
+    method = (config.get("relatedness") or {}).get("method", trainer.DEFAULT_RELATEDNESS_METHOD)
+
+    def describe(settings: dict[str, Any], variant: str, relatedness: str) -> str:
+        parts = []
+        if variant in trainer.COANNOTATION_VARIANTS:
+            parts.append(f"co-annotation weight {settings['coannotation_weight']:g}")
+        if variant in trainer.MATCHING_VARIANTS:
+            parts.append(
+                f"matching weight {settings['distribution_matching_weight']:g}, divergence {settings['divergence']}, "
+                f"directions {'+'.join(settings['directions'])}"
+            )
+        parts += [
+            f"rule {settings['class_target_rule']}",
+            f"detach_target {str(bool(settings['detach_target'])).lower()}",
+            f"confidence_weighted {str(bool(settings['confidence_weighted'])).lower()}",
+            f"relatedness {relatedness}",
+        ]
+        return ", ".join(parts)
+
+    settings = {variant: describe(base, variant, method) for variant in MULTITASK_VARIANTS if variant != "multitask"}
+    for extra in extras:
+        changed = trainer.apply_overrides(copy.deepcopy(config), [f"{key}={json.dumps(value)}" for key, value in extra["set"].items()])
+        extra_method = (changed.get("relatedness") or {}).get("method", trainer.DEFAULT_RELATEDNESS_METHOD)
+        settings[extra["name"]] = describe(trainer.coupling_settings(changed), extra["variant"], extra_method)
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     trainer = load_training_script()
     config = trainer.load_config(args.config)
+    extras = extra_variants(config, trainer)
     model_id = config["model_id"]
     runs_dir = Path(args.runs_dir or f"runs/{model_id}-case-study")
     output = Path(args.output or f"cards/results/{model_id}-case-study")
     dataset = build_dataset(config["data"])
-    from zoo.data.digit_attributes import dataset_tasks
-
     tasks = dataset_tasks(dataset)
     missing = [split for split in args.splits if split not in dataset]
     if missing:
@@ -213,23 +339,26 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = []
     for seed in args.seeds:
-        for variant, task in planned_runs(tasks):
-            folder = runs_dir / trainer.run_name(config, variant, task) / f"seed-{seed}"
+        for run in planned_runs(tasks, extras):
+            folder = runs_dir / folder_name(config, run, trainer) / f"seed-{seed}"
             if not (args.reuse and (folder / "model.safetensors").is_file()):
-                command = ["--config", args.config, "--variant", variant, "--seed", str(seed), "--output-dir", str(folder), "--cpu"]
-                if task:
-                    command += ["--task", task]
+                command = ["--config", args.config, "--variant", run["variant"], "--seed", str(seed), "--output-dir", str(folder), "--cpu"]
+                if run["task"]:
+                    command += ["--task", run["task"]]
                 if args.epochs:
                     command += ["--epochs", str(args.epochs)]
+                for key, value in run["set"].items():
+                    command += ["--set", f"{key}={json.dumps(value)}"]
                 trainer.main(command)
             model = MultiTaskClassifier.from_pretrained(folder)
             results.append(
-                {"row": row_name(variant, task), "variant": variant, "task": task, "seed": seed, "folder": str(folder),
-                 "scores": score_model(model, dataset, args.splits, trainer)}
+                {**run, "seed": seed, "folder": str(folder), "scores": score_model(model, dataset, args.splits, trainer)}
             )
 
     tables = {split: aggregate(results, tasks, split) for split in args.splits}
-    estimate = estimate_digit_relatedness(dataset, method=(config.get("relatedness") or {}).get("method", "cross-annotation"))
+    method = (config.get("relatedness") or {}).get("method", trainer.DEFAULT_RELATEDNESS_METHOD)
+    pseudocount = float((config.get("relatedness") or {}).get("pseudocount", 0.0))
+    estimate = estimate_digit_relatedness(dataset, method=method, pseudocount=pseudocount)
     oracle = estimate_digit_relatedness(dataset, method="oracle")
     report = {
         "model_id": model_id,
@@ -237,8 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seeds": list(args.seeds),
         "data": config["data"],
+        "protocol": annotation_protocol(dataset),
         "config": config,
+        "row_settings": row_settings(config, extras, trainer),
         "relatedness": {
+            "method": method,
             "provenance": estimate.provenance,
             "mean_absolute_difference_to_oracle": float(np.abs(estimate.matrix - oracle.matrix).mean()),
             "matrix": estimate.to_dict()["matrix"],

@@ -17,10 +17,24 @@ Variants (`variant` in the config, or `--variant`) share the encoder, heads and 
 The coupled pair is the dataset's first multiclass task and its first multilabel task. The
 relatedness table is estimated from the training annotations (`relatedness.method`, see
 `zoo.data.digit_attributes.estimate_digit_relatedness`) and stored in the model's config.
+
+The coupling defaults (`DEFAULT_COUPLING`) are the losses as recalled from Kollias et al.
+(arXiv 2105.03790 and AAAI 2024): the weighted-sum soft class targets, binary cross-entropy
+and cross-entropy, unit weights, the gradient flowing through the targets, and no
+confidence weighting. The `product` rule,
+`divergence: kl`, `detach_target` and `confidence_weighted` are our additions (see
+`zoo.losses.multitask`). `--set coupling.class_target_rule=product` and the like replace
+single config values from the command line.
+
+`training.min_samples_per_epoch` makes each epoch draw at least that many samples, in
+reshuffled passes over a smaller training set. A single-task run on a few labels then takes
+as many optimizer steps per epoch as a run on the whole training split.
+
 Each epoch is scored on the validation split and saves the Accelerate state, so `--resume`
 continues an interrupted run. The epoch with the best validation score (the mean over the
 model's tasks of digit accuracy and attribute mean F1) is saved with `save_pretrained`,
-together with `training_summary.json`. The test split is never read here.
+together with `training_summary.json`. `validation_history.jsonl` records every epoch's
+validation metrics and mean training losses. The test split is never read here.
 """
 
 from __future__ import annotations
@@ -38,7 +52,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
 from zoo.data.digit_attributes import dataset_tasks, estimate_digit_relatedness, multitask_tensors
@@ -59,10 +73,11 @@ DEFAULT_COUPLING: dict[str, Any] = {
     "distribution_matching_weight": 1.0,
     "directions": ["class_to_attribute", "attribute_to_class"],
     "class_target_rule": "weighted-sum",
-    "divergence": "kl",
+    "divergence": "cross-entropy",
     "detach_target": False,
     "confidence_weighted": False,
 }
+DEFAULT_RELATEDNESS_METHOD = "cross-annotation-em"
 
 
 class Progress:
@@ -101,6 +116,25 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted `KEY=VALUE` in `config` (in place, and returned), with VALUE parsed as YAML.
+
+    Raises SystemExit on an override without `=`, or a path through a value that is not a mapping.
+    """
+    for override in overrides:
+        key, separator, raw = override.partition("=")
+        if not separator or not key:
+            raise SystemExit(f"error: --set expects KEY=VALUE such as coupling.class_target_rule=product, got {override!r}")
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SystemExit(f"error: --set {key}: {part!r} is not a mapping in the config")
+        node[leaf] = yaml.safe_load(raw)
+    return config
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML training config")
@@ -109,6 +143,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", help="output folder (default: runs/<model_id>[-<variant>]/seed-<seed>)")
     parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
     parser.add_argument("--epochs", type=int, help="replace the config's number of epochs (for quick runs)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="replace one config value, e.g. coupling.class_target_rule=product; VALUE is parsed as YAML (repeatable)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last saved state in the output folder")
     parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
     args = parser.parse_args(argv)
@@ -272,7 +310,7 @@ def run_name(config: dict[str, Any], variant: str, task: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = load_config(args.config)
+    config = apply_overrides(load_config(args.config), args.overrides)
     seed = int(args.seed if args.seed is not None else config.get("seed", 0))
     if args.epochs is not None:
         config["training"]["epochs"] = args.epochs
@@ -302,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         relatedness_config = config.get("relatedness") or {}
         table = estimate_digit_relatedness(
             dataset,
-            method=relatedness_config.get("method", "cross-annotation"),
+            method=relatedness_config.get("method", DEFAULT_RELATEDNESS_METHOD),
             pseudocount=float(relatedness_config.get("pseudocount", 0.0)),
         )
         relatedness_entries = [{"class_task": pair[0], "attribute_task": pair[1], **table.to_dict()}]
@@ -325,7 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     train_set = TensorDataset(train_inputs, *(train_targets[name] for name in task_names))
     val_set = TensorDataset(val_inputs, *(val_targets[name] for name in task_names))
 
-    loader = DataLoader(train_set, batch_size=int(settings["batch_size"]), shuffle=True, drop_last=False)
+    # Reshuffled passes fill an epoch of at least min_samples_per_epoch samples.
+    epoch_samples = max(len(train_set), int(settings.get("min_samples_per_epoch") or 0))
+    loader = DataLoader(
+        train_set, batch_size=int(settings["batch_size"]), sampler=RandomSampler(train_set, num_samples=epoch_samples), drop_last=False
+    )
     val_loader = DataLoader(val_set, batch_size=512)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=float(settings["lr"]), weight_decay=float(settings.get("weight_decay", 1e-4))
@@ -337,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.register_for_checkpointing(progress)
     state_dir = output_dir / "state"
     best_path = output_dir / "best.safetensors"
+    # One JSON line per epoch; a resumed run appends to the lines of the epochs it continues.
+    history_path = output_dir / "validation_history.jsonl"
+    if accelerator.is_main_process and not args.resume:
+        history_path.unlink(missing_ok=True)
     if args.resume and state_dir.is_dir():
         accelerator.load_state(str(state_dir))
         accelerator.print(f"resumed after epoch {progress.epoch}")
@@ -368,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics = evaluate(accelerator, model, val_loader, task_names, model_tasks)
         score = selection_score(metrics, model_tasks)
         progress.epoch = epoch + 1
+        if accelerator.is_main_process:
+            record = {"epoch": epoch + 1, "validation_score": score, "losses": last_losses}
+            record.update({t["name"]: metrics[t["name"]][PRIMARY_METRICS[t["kind"]]] for t in model_tasks})
+            with history_path.open("a") as history:
+                history.write(json.dumps(record) + "\n")
         if score > progress.best_score:
             progress.best_score, progress.best_epoch = score, epoch
             if accelerator.is_main_process:
@@ -390,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         "validation_score": selection_score(val_metrics, model_tasks),
         "validation": val_metrics,
         "train_samples": len(train_set),
+        "samples_per_epoch": epoch_samples,
         "final_epoch_losses": last_losses,
         "coupling": coupling if coupled else None,
         "relatedness_provenance": unwrapped.relatedness_table().provenance if coupled else None,

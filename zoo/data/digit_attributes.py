@@ -1,4 +1,4 @@
-"""Digit Attributes: scikit-learn's handwritten digits with two tasks annotated on disjoint halves.
+"""Digit Attributes: scikit-learn's handwritten digits with two tasks annotated on disjoint training scans.
 
 The scans are the 1,797 8x8 digits bundled with scikit-learn (the UCI "Optical Recognition
 of Handwritten Digits" test set), so the data needs no download and rebuilds identically
@@ -16,9 +16,13 @@ not overlap.
   zeros and 43% of the fours, and heavy ink is close to 50% for every digit, which gives an
   attribute that the class does not predict.
 
-The training split is cut, stratified by digit, into two disjoint halves: one half carries
-only digit labels, the other only attribute labels, and the missing task is masked (-1).
-Validation and test carry both tasks.
+The training split is cut, stratified by digit, into two disjoint parts: a fraction
+`digit_fraction` of each digit's scans carries only digit labels, the rest only attribute
+labels, and the missing task is masked (-1). The default 0.5 gives balanced halves. A small
+fraction such as 0.05 (5 labelled scans per digit out of about 108) gives the unbalanced
+label counts that distribution matching targets, where the attribute-annotated scans can
+teach the digit head only through the relatedness of the two tasks. Validation and test
+carry both tasks.
 
 Every split has the columns `image` (8x8 greyscale PIL image), `features` (the 64 pixel
 intensities in [0, 1], row by row, for MLP encoders), `label` (digit, -1 where not
@@ -41,7 +45,7 @@ from scipy import ndimage
 
 from zoo.data.coloured_digits import _stratified_split, load_digit_scans
 from zoo.data.description import DatasetDescription
-from zoo.losses.multitask import TaskRelatedness, estimate_cooccurrence
+from zoo.losses.multitask import TaskRelatedness, estimate_cooccurrence, estimate_cooccurrence_em
 
 __all__ = [
     "ATTRIBUTES",
@@ -55,6 +59,7 @@ __all__ = [
     "compute_attributes",
     "config_of",
     "dataset_tasks",
+    "digit_label_counts",
     "estimate_digit_relatedness",
     "multitask_tensors",
 ]
@@ -86,7 +91,7 @@ STROKE_INK_THRESHOLD = 0.5
 STROKE_MIN_LENGTH = 6
 SCAN_MIDDLE_ROW = 3.5
 
-RELATEDNESS_METHODS = ("cross-annotation", "oracle")
+RELATEDNESS_METHODS = ("cross-annotation-em", "cross-annotation", "oracle")
 # Inverse regularisation strengths tried for the cross-annotation classifier.
 LOGISTIC_REGRESSION_CS = (0.1, 1.0, 10.0, 100.0)
 
@@ -97,9 +102,11 @@ class DigitAttributesConfig:
 
     Args:
         splits: split name to fraction of the scans, drawn stratified by digit. The split
-            named "train" is annotated on disjoint halves; the others carry both tasks.
-        digit_fraction: fraction of the training split annotated with the digit; the rest
-            is annotated with the attributes. Drawn stratified by digit.
+            named "train" is annotated on disjoint parts (see `digit_fraction`); the others
+            carry both tasks.
+        digit_fraction: fraction of each digit's training scans annotated with the digit;
+            the rest is annotated with the attributes. See `digit_label_counts` for the
+            count per digit.
         attributes: names from `ATTRIBUTES`, in the column order of the attribute task.
         seed: seed of the split and annotation draws.
     """
@@ -199,12 +206,25 @@ def compute_attributes(scans: np.ndarray, digits: np.ndarray, names: tuple[str, 
 # Building ---------------------------------------------------------------------------------------
 
 
-def _annotation_halves(digits: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Return a boolean array, true for the samples annotated with the digit, stratified by digit."""
-    with_digit = np.zeros(len(digits), dtype=bool)
+def digit_label_counts(digits: np.ndarray, fraction: float) -> dict[int, int]:
+    """Return digit to the number of its scans that get a digit label, for the digits of a training split.
+
+    Each digit gets round(fraction * count), at least 1 and at most count - 1, so both tasks
+    see every digit. A digit with a single scan gives it the digit label.
+    """
+    counts = {}
     for digit in np.unique(digits):
+        members = int((digits == digit).sum())
+        counts[int(digit)] = min(max(int(round(fraction * members)), 1), max(members - 1, 1))
+    return counts
+
+
+def _digit_annotated(digits: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Return a boolean mask of the samples annotated with the digit, drawn at random within each digit."""
+    with_digit = np.zeros(len(digits), dtype=bool)
+    for digit, count in digit_label_counts(digits, fraction).items():
         members = rng.permutation(np.flatnonzero(digits == digit))
-        with_digit[members[: int(round(fraction * len(members)))]] = True
+        with_digit[members[:count]] = True
     return with_digit
 
 
@@ -266,7 +286,7 @@ def build_digit_attributes(config: DigitAttributesConfig | None = None, *, seed:
         split_digits = digits[index]
         split_attributes = attributes[index]
         if split == "train":
-            with_digit = _annotation_halves(split_digits, config.digit_fraction, rng)
+            with_digit = _digit_annotated(split_digits, config.digit_fraction, rng)
         else:
             with_digit = np.ones(len(index), dtype=bool)
         with_attributes = ~with_digit if split == "train" else np.ones(len(index), dtype=bool)
@@ -326,33 +346,47 @@ def multitask_tensors(split, preprocessing: dict[str, Any]) -> tuple[torch.Tenso
 
 
 def _fit_digit_classifier(pixels: np.ndarray, labels: np.ndarray):
-    """Fit a logistic regression whose inverse regularisation C has the best 5-fold log loss."""
+    """Fit a logistic regression whose inverse regularisation C has the best cross-validated log loss.
+
+    Cross-validation uses up to 5 stratified folds, as many as the rarest digit has scans. With
+    one scan for some digit no fold split is possible, and C is 1.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    folds = min(5, int(np.bincount(labels).min()) if labels.size else 0)
+    if folds < 2:
+        return LogisticRegression(C=1.0, max_iter=5000).fit(pixels, labels)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     scores = {
-        c: cross_val_score(LogisticRegression(C=c, max_iter=5000), pixels, labels, cv=folds, scoring="neg_log_loss").mean()
+        c: cross_val_score(LogisticRegression(C=c, max_iter=5000), pixels, labels, cv=splitter, scoring="neg_log_loss").mean()
         for c in LOGISTIC_REGRESSION_CS
     }
     best = max(scores, key=scores.get)
     return LogisticRegression(C=best, max_iter=5000).fit(pixels, labels)
 
 
-def estimate_digit_relatedness(dataset, *, method: str = "cross-annotation", pseudocount: float = 0.0) -> TaskRelatedness:
+def estimate_digit_relatedness(dataset, *, method: str = "cross-annotation-em", pseudocount: float = 0.0) -> TaskRelatedness:
     """Estimate P(attribute | digit) for the training split of a Digit Attributes dataset.
 
     No training sample carries both tasks, so the co-occurrence cannot be counted directly.
+    The two cross-annotation methods use the training annotations only. A multinomial
+    logistic regression on the pixels of the digit-annotated scans (regularisation chosen by
+    cross-validated log loss on them) predicts P(digit | x) for the attribute-annotated scans.
 
-    - "cross-annotation" uses the training annotations only. A multinomial logistic
-      regression on the pixels of the digit-annotated half predicts P(digit | x) for the
-      attribute-annotated half, and each of those samples counts towards each digit with
-      that probability (`estimate_cooccurrence` with class probabilities). Its
-      regularisation is chosen by 5-fold cross-validated log loss on the digit-annotated
-      half. The classifier's errors blur the table slightly: on the default build the mean
-      absolute difference from the oracle table is about 0.04.
+    - "cross-annotation" counts each attribute-annotated scan towards each digit with that
+      probability (`estimate_cooccurrence` with class probabilities). The classifier's
+      errors blur the table. Attributes that follow from the digit suffer most: with 5
+      digit labels per digit (digit_fraction 0.05, data seed 0) the classifier is about 87%
+      accurate, and their entries are off by 0.10 on average against the oracle table.
+    - "cross-annotation-em" (the default) treats each attribute-annotated scan's digit as
+      latent, with the classifier's probability as its prior, and fits the table by EM
+      (`estimate_cooccurrence_em`). A scan's attributes then sharpen its digit posterior.
+      On the same build the mean absolute difference from the co-occurrence counted on the
+      validation split is 0.041, against 0.083 for "cross-annotation" and 0.038 for the
+      oracle table, whose gap is the sampling noise of that split.
     - "oracle" counts the hidden true digits and attributes of the whole training split. It
-      uses labels that training does not see, and serves as the reference for the estimate.
+      uses labels that training does not see, and serves as the reference for the estimates.
     """
     if method not in RELATEDNESS_METHODS:
         raise ValueError(f"unknown relatedness method {method!r}; choose from {RELATEDNESS_METHODS}")
@@ -377,17 +411,20 @@ def estimate_digit_relatedness(dataset, *, method: str = "cross-annotation", pse
     classifier = _fit_digit_classifier(pixels[with_digit], labels[with_digit])
     probabilities = np.zeros((len(train), 10))
     probabilities[np.ix_(with_attributes, classifier.classes_)] = classifier.predict_proba(pixels[with_attributes])
-    return estimate_cooccurrence(
-        probabilities,
-        np.where(with_attributes[:, None], attributes, -1),
-        num_classes=10,
-        pseudocount=pseudocount,
-        provenance=(
-            f"P(attribute | digit) estimated from the {int(with_attributes.sum())} attribute-annotated training scans, "
-            f"each counted towards every digit with the probability that a logistic regression fitted on the "
-            f"{int(with_digit.sum())} digit-annotated scans gives it"
-            + (f", smoothed towards 0.5 with pseudocount {pseudocount:g}" if pseudocount > 0 else "")
-            + "."
-        ),
+    masked_attributes = np.where(with_attributes[:, None], attributes, -1)
+    smoothing = f", smoothed towards 0.5 with pseudocount {pseudocount:g}" if pseudocount > 0 else ""
+    source = (
+        f"the {int(with_attributes.sum())} attribute-annotated training scans, with the digit probabilities of a "
+        f"logistic regression fitted on the {int(with_digit.sum())} digit-annotated scans"
+    )
+    if method == "cross-annotation":
+        return estimate_cooccurrence(
+            probabilities, masked_attributes, num_classes=10, pseudocount=pseudocount,
+            provenance=f"P(attribute | digit) counted on {source} as fractional labels{smoothing}.",
+            **names,
+        )
+    return estimate_cooccurrence_em(
+        probabilities, masked_attributes, num_classes=10, pseudocount=pseudocount,
+        provenance=f"P(attribute | digit) fitted by EM on {source} as each scan's digit prior{smoothing}.",
         **names,
     )

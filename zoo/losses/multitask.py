@@ -20,8 +20,10 @@ What this module contains:
 - distribution matching in both directions (`distribution_matching_losses`): class to
   attributes matches q = p D to the sigmoid outputs, and attributes to class matches the
   class distribution implied by the sigmoid outputs to the softmax;
-- relatedness tables of any shape with their provenance (`TaskRelatedness`) and a data-driven
-  estimate P(attribute | class) from annotations (`estimate_cooccurrence`).
+- relatedness tables of any shape with their provenance (`TaskRelatedness`) and data-driven
+  estimates of P(attribute | class): counts from annotations, where class probabilities
+  count as fractional labels (`estimate_cooccurrence`), and expectation-maximisation over
+  latent classes when the class is only known as a prior (`estimate_cooccurrence_em`).
 
 Our reading. The method sections of the papers could not be checked, so these choices are ours:
 
@@ -31,17 +33,20 @@ Our reading. The method sections of the papers could not be checked, so these ch
   s_k = 0. When every s_k is 0 (no active attribute, or none that any class predicts), the
   target is uniform over the classes whose rows are zero on the annotated attributes, or
   uniform over all classes if there are none, so an all-zero AU vector points to neutral.
-  The alternative "product" rule is the naive-Bayes posterior with a uniform class prior,
+  The "product" rule is our addition: the naive-Bayes posterior with a uniform class prior,
   t_k proportional to prod_i d_ki^(m_i y_i) (1 - d_ki)^(m_i (1 - y_i)) with D clipped to
   [eps, 1 - eps]. Unlike the weighted sum, it also counts absent attributes as evidence.
-- Distribution matching is measured by default with the KL divergence ("kl"): the Bernoulli
-  KL per attribute for class to attributes, and KL(q || p) for attributes to class. KL is the
-  binary cross-entropy (or cross-entropy) that the papers name minus the entropy of the
-  target q. The gradient into the matched head is therefore the same, and the loss is zero
-  exactly when the heads agree. The gradient through q then pulls the other head towards
-  agreement, not towards a saturated q. `divergence="bce"` or `"ce"` selects the
-  cross-entropy form. Whether the papers stop the gradient through q is unknown, and
-  `detach_target=True` stops it.
+- Distribution matching is measured by default with the losses recalled from the papers
+  (`divergence="cross-entropy"`): the binary cross-entropy per attribute with target q for
+  class to attributes, and the cross-entropy -sum_k q_k log p_k for attributes to class. The
+  gradient also flows through the target q into the other head, since no stop-gradient is
+  recalled.
+- `divergence="kl"` uses the Bernoulli KL per attribute and KL(q || p). It is the
+  cross-entropy minus the entropy of q, so the gradient into the matched head is the same
+  and the loss is zero exactly when the heads agree. The gradient through q then pulls the
+  other head towards agreement, not towards a low-entropy q. KL is recalled as an
+  alternative for attributes to class only, so the KL form for class to attributes is our
+  addition. `detach_target=True` is our addition and stops the gradient through q.
 - `confidence_weighted` is our addition, off by default. It weights the class-to-attribute
   terms by |2 D - 1|, so attributes that the class does not determine (D near 0.5) are not
   pulled towards the class average.
@@ -54,6 +59,7 @@ Our reading. The method sections of the papers could not be checked, so these ch
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +81,7 @@ __all__ = [
     "concordance_correlation",
     "distribution_matching_losses",
     "estimate_cooccurrence",
+    "estimate_cooccurrence_em",
     "masked_binary_cross_entropy",
     "masked_cross_entropy",
     "relatedness_confidence",
@@ -88,6 +95,8 @@ DIRECTIONS = ("class_to_attribute", "attribute_to_class")
 CLASS_TARGET_RULES = ("weighted-sum", "product")
 # Relatedness entries are clipped to [eps, 1 - eps] before taking logs in the product rule.
 PRODUCT_RULE_EPS = 1e-3
+# The same clipping keeps one contradicting attribute from ruling a class out in the EM posterior.
+EM_LIKELIHOOD_EPS = 1e-3
 
 
 # Relatedness tables -----------------------------------------------------------------------------
@@ -330,6 +339,95 @@ def estimate_cooccurrence(
         version=f"estimated-{num_samples}",
         sample_counts=counts,
     )
+
+
+def estimate_cooccurrence_em(
+    classes: Sequence[int] | np.ndarray | torch.Tensor,
+    attributes: np.ndarray | torch.Tensor,
+    *,
+    num_classes: int | None = None,
+    pseudocount: float = 0.0,
+    prior: RelatednessLike | None = None,
+    max_iterations: int = 200,
+    tolerance: float = 1e-6,
+    class_names: Sequence[str] | None = None,
+    attribute_names: Sequence[str] | None = None,
+    provenance: str | None = None,
+) -> TaskRelatedness:
+    """Estimate D[k, i] = P(attribute i active | class k) by expectation-maximisation over uncertain classes.
+
+    Each sample's class z is latent, with the prior P(z = k) that `classes` gives: a label is
+    a one-hot prior, class probabilities from a classifier a soft one. Given z, the annotated
+    attributes are independent Bernoulli(D[z]). The E-step gives each sample the posterior
+    r_k proportional to P(z = k) prod_i D[k, i]^y_i (1 - D[k, i])^(1 - y_i) over its
+    annotated attributes, with D clipped to [1e-3, 1 - 1e-3]. The M-step is
+    `estimate_cooccurrence` with r as the class weights. The first table counts with the
+    prior itself, so `max_iterations=0` reproduces `estimate_cooccurrence`. Each step raises
+    the marginal likelihood of the annotated attributes, up to the clipping (with
+    `pseudocount` > 0, the posterior density with Beta priors).
+
+    Counting with a classifier's probabilities blurs the attributes that follow from the
+    class, in proportion to the classifier's errors. The posterior sharpens them, because the
+    attributes themselves point to the class. The model assumes that the attributes are
+    independent of the input given the class. An attribute measured on the input breaks that
+    assumption, because the classifier's prior already reflects the same evidence and the
+    posterior counts it twice.
+
+    Args:
+        classes: (B,) class indices, -1 where unknown, or (B, K) class probabilities with an
+            all-zero row where unknown. Samples without a prior are left out.
+        attributes: (B, N) labels in {0, 1}, -1 where not annotated.
+        num_classes, pseudocount, prior, class_names, attribute_names: as in
+            `estimate_cooccurrence`.
+        max_iterations: maximum number of E- and M-steps after the first table.
+        tolerance: EM stops once no entry of D moves by more than this.
+        provenance: description of the data (default: a sentence with the sample count). A
+            sentence with the iteration count is appended.
+
+    Raises:
+        ValueError: on the inputs `estimate_cooccurrence` rejects, or a negative
+            `max_iterations` or `tolerance`.
+    """
+    if max_iterations < 0 or tolerance < 0:
+        raise ValueError(f"max_iterations and tolerance must be >= 0, got {max_iterations} and {tolerance}")
+    attribute_array = np.asarray(attributes.detach().cpu() if isinstance(attributes, torch.Tensor) else attributes)
+    attribute_array = attribute_array.astype(np.float64)
+    class_array = np.asarray(classes.detach().cpu() if isinstance(classes, torch.Tensor) else classes)
+    options: dict[str, Any] = dict(
+        num_classes=num_classes, pseudocount=pseudocount, prior=prior, class_names=class_names, attribute_names=attribute_names
+    )
+    table = estimate_cooccurrence(class_array, attribute_array, **options)
+
+    class_prior = _class_weights(class_array, num_classes)
+    has_prior = class_prior.sum(axis=1) > 0
+    annotated = (attribute_array >= 0).astype(np.float64)
+    active = annotated * np.where(attribute_array >= 0, attribute_array, 0.0)
+    iterations = 0
+    converged = False
+    while iterations < max_iterations and not converged:
+        # Entries without samples are NaN; at 0.5 they favour no class.
+        matrix = np.nan_to_num(table.matrix, nan=0.5).clip(EM_LIKELIHOOD_EPS, 1.0 - EM_LIKELIHOOD_EPS)
+        log_likelihood = active @ np.log(matrix).T + (annotated - active) @ np.log(1.0 - matrix).T
+        with np.errstate(divide="ignore"):
+            log_posterior = np.where(has_prior[:, None], np.log(class_prior) + log_likelihood, 0.0)
+        posterior = np.exp(log_posterior - log_posterior.max(axis=1, keepdims=True))
+        posterior = np.where(has_prior[:, None], posterior / posterior.sum(axis=1, keepdims=True), 0.0)
+
+        updated = estimate_cooccurrence(posterior, attribute_array, **options)
+        change = np.abs(np.nan_to_num(updated.matrix - table.matrix, nan=0.0)).max()
+        table = updated
+        iterations += 1
+        converged = bool(change <= tolerance)
+
+    num_samples = int((has_prior & (annotated.sum(axis=1) > 0)).sum())
+    if provenance is None:
+        provenance = f"Estimated as P(attribute | class) by EM over the latent classes of {num_samples} samples with a class prior and attributes"
+        if pseudocount > 0:
+            provenance += f", smoothed towards the prior with pseudocount {pseudocount:g}"
+        provenance += "."
+    outcome = "converged" if converged else "stopped at max_iterations"
+    provenance += f" EM ran {iterations} iterations ({outcome}, tolerance {tolerance:g})."
+    return dataclasses.replace(table, provenance=provenance, version=f"estimated-em-{num_samples}")
 
 
 def _class_weights(classes: np.ndarray, num_classes: int | None) -> np.ndarray:
@@ -619,14 +717,14 @@ def class_to_attribute_matching(
     relatedness: RelatednessLike,
     mask: torch.Tensor | None = None,
     *,
-    divergence: str = "kl",
+    divergence: str = "bce",
     detach_target: bool = False,
     confidence_weighted: bool = False,
 ) -> torch.Tensor:
     """Match the attributes the class head implies, q = softmax(class_logits) D, to the sigmoid outputs.
 
-    Each sample's loss is the mean over attributes of the Bernoulli KL(q_i || sigmoid(a_i))
-    (`divergence="kl"`), or of the binary cross-entropy with target q_i (`"bce"`). With
+    Each sample's loss is the mean over attributes of the binary cross-entropy with target q_i
+    (`divergence="bce"`, the default), or of the Bernoulli KL(q_i || sigmoid(a_i)) (`"kl"`). With
     `confidence_weighted`, attribute i of a sample is weighted by sum_k p_k |2 D[k, i] - 1|
     (see `relatedness_confidence`; p is detached), so attributes that the predicted class
     does not determine are not pulled towards the class average. Returns the mean over
@@ -656,14 +754,15 @@ def attribute_to_class_matching(
     mask: torch.Tensor | None = None,
     *,
     rule: str = "weighted-sum",
-    divergence: str = "kl",
+    divergence: str = "ce",
     detach_target: bool = False,
 ) -> torch.Tensor:
     """Match the class distribution the attribute head implies to the softmax of the class head.
 
     The implied distribution q is `soft_class_targets(sigmoid(attribute_logits), D, rule=rule)`.
-    Each sample's loss is KL(q || p) (`divergence="kl"`) or the cross-entropy -sum_k q_k log p_k
-    (`"ce"`). Returns the mean over samples with positive `mask` weight (default: every sample).
+    Each sample's loss is the cross-entropy -sum_k q_k log p_k (`divergence="ce"`, the default)
+    or KL(q || p) (`"kl"`). Returns the mean over samples with positive `mask` weight (default:
+    every sample).
     """
     if divergence not in ("kl", "ce"):
         raise ValueError(f"divergence must be 'kl' or 'ce', got {divergence!r}")
@@ -687,15 +786,15 @@ def distribution_matching_losses(
     directions: Sequence[str] = DIRECTIONS,
     mask: torch.Tensor | None = None,
     rule: str = "weighted-sum",
-    divergence: str = "kl",
+    divergence: str = "cross-entropy",
     detach_target: bool = False,
     confidence_weighted: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Compute the distribution-matching losses of the requested directions on every sample.
 
     Distribution matching needs no labels, so it applies to annotated and unannotated samples
-    alike. `divergence="kl"` uses the KL form in both directions, `"cross-entropy"` the
-    binary cross-entropy and cross-entropy forms. Returns direction name to loss.
+    alike. `divergence="cross-entropy"` (the default) uses the binary cross-entropy and
+    cross-entropy forms, `"kl"` the KL form in both directions. Returns direction name to loss.
     """
     unknown = sorted(set(directions) - set(DIRECTIONS))
     if unknown:
