@@ -267,12 +267,6 @@ def resolve_variant(config: dict[str, Any], args: argparse.Namespace) -> tuple[s
     return variant, task
 
 
-def run_name(config: dict[str, Any], variant: str, task: str | None) -> str:
-    if variant == "both":
-        return config["model_id"]
-    return f"{config['model_id']}-{variant}" + (f"-{task}" if task else "")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = apply_overrides(load_config(args.config), args.overrides)
@@ -289,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     coupled = variant in COANNOTATION_VARIANTS + MATCHING_VARIANTS
     coupling = coupling_settings(config)
     annotation = {**DEFAULT_ANNOTATION, **(config.get("annotation") or {})}
-    output_dir = Path(args.output_dir or f"runs/{run_name(config, variant, task)}/seed-{seed}")
+    output_dir = Path(args.output_dir or f"runs/{_mtl.run_name(config, variant, task)}/seed-{seed}")
     output_dir.mkdir(parents=True, exist_ok=True)
 
     accelerator = Accelerator(cpu=args.cpu, project_config=ProjectConfiguration(project_dir=str(output_dir)))
@@ -348,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
 
     last_losses: dict[str, float] = {}
     bar = tqdm(
-        range(progress.epoch, epochs), desc=run_name(config, variant, task),
+        range(progress.epoch, epochs), desc=_mtl.run_name(config, variant, task),
         disable=not accelerator.is_local_main_process, initial=progress.epoch, total=epochs,
     )
     for epoch in bar:
