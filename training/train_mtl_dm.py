@@ -50,7 +50,7 @@ from typing import Any
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
@@ -60,6 +60,7 @@ from zoo.evaluation import build_dataset
 from zoo.losses import coannotation_losses, distribution_matching_losses, masked_binary_cross_entropy, masked_cross_entropy
 from zoo.metrics import multiclass_metrics, multilabel_metrics
 from zoo.models import MultiTaskClassifier
+from zoo.training import add_run_arguments, parse_run_arguments, start_accelerator
 
 logger = logging.getLogger("train_mtl_dm")
 
@@ -140,19 +141,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="YAML training config")
     parser.add_argument("--variant", choices=VARIANTS, help="training variant (default: the config's, else both)")
     parser.add_argument("--task", help="the task a single-task run learns (default: the config's task)")
-    parser.add_argument("--output-dir", help="output folder (default: runs/<model_id>[-<variant>]/seed-<seed>)")
-    parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
-    parser.add_argument("--epochs", type=int, help="replace the config's number of epochs (for quick runs)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="replace one config value, e.g. coupling.class_target_rule=product; VALUE is parsed as YAML (repeatable)",
     )
-    parser.add_argument("--resume", action="store_true", help="continue from the last saved state in the output folder")
-    parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
-    args = parser.parse_args(argv)
-    if args.epochs is not None and args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
-    return args
+    add_run_arguments(parser, output_default="runs/<model_id>[-<variant>]/seed-<seed>")
+    return parse_run_arguments(parser, argv)
 
 
 def resolve_variant(config: dict[str, Any], args: argparse.Namespace, tasks: list[dict[str, Any]]) -> tuple[str, str | None]:
@@ -327,9 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = Path(args.output_dir or f"runs/{run_name(config, variant, task)}/seed-{seed}")
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    accelerator = Accelerator(cpu=args.cpu, project_config=ProjectConfiguration(project_dir=str(output_dir)))
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    accelerator = start_accelerator(output_dir, cpu=args.cpu)
     set_seed(seed)
 
     coupled = variant in COANNOTATION_VARIANTS + MATCHING_VARIANTS

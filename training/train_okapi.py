@@ -39,8 +39,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import yaml
-from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
@@ -54,6 +53,7 @@ from zoo.metrics import evaluate_loader
 from zoo.models import ImageClassifier
 from zoo.models.classifier import encoder_arguments
 from zoo.models.okapi import Okapi
+from zoo.training import add_run_arguments, parse_run_arguments, start_accelerator
 
 logger = logging.getLogger("train_okapi")
 
@@ -142,15 +142,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML training config")
     parser.add_argument("--method", help=f"replace the config's method, one of {', '.join(METHODS)}")
-    parser.add_argument("--output-dir", help="output folder (default: runs/<model_id>/seed-<seed>)")
-    parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
-    parser.add_argument("--epochs", type=int, help="replace the config's number of epochs (for quick runs)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last saved state in the output folder")
-    parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
-    args = parser.parse_args(argv)
-    if args.epochs is not None and args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
-    return args
+    add_run_arguments(parser)
+    return parse_run_arguments(parser, argv)
 
 
 def make_model(config: dict[str, Any], description: DatasetDescription, seed: int) -> ImageClassifier:
@@ -227,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = Path(args.output_dir or f"runs/{config['model_id']}/seed-{seed}")
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    accelerator = Accelerator(cpu=args.cpu, project_config=ProjectConfiguration(project_dir=str(output_dir)))
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    accelerator = start_accelerator(output_dir, cpu=args.cpu)
     set_seed(seed)
 
     # Every process builds the same data from the protocol's seed.

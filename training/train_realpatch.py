@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
@@ -47,6 +47,7 @@ from zoo.metrics import evaluate_loader
 from zoo.models import ImageClassifier, RealPatch
 from zoo.models.classifier import encoder_arguments
 from zoo.models.realpatch import stage1_match
+from zoo.training import add_run_arguments, parse_run_arguments, start_accelerator
 
 logger = logging.getLogger("train_realpatch")
 
@@ -92,15 +93,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML training config")
-    parser.add_argument("--output-dir", help="output folder (default: runs/<model_id>/seed-<seed>)")
-    parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
-    parser.add_argument("--epochs", type=int, help="replace the config's epochs of the final stage (for quick runs)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last saved state in the output folder")
-    parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
-    args = parser.parse_args(argv)
-    if args.epochs is not None and args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
-    return args
+    add_run_arguments(parser, epochs_help="replace the config's epochs of the final stage (for quick runs)")
+    return parse_run_arguments(parser, argv)
 
 
 def make_model(config: dict[str, Any], dataset, seed: int):
@@ -237,11 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         config["training"]["epochs"] = args.epochs
 
     def new_accelerator() -> Accelerator:
-        return Accelerator(cpu=args.cpu, project_config=ProjectConfiguration(project_dir=str(output_dir)))
+        return start_accelerator(output_dir, cpu=args.cpu)
 
     accelerator = new_accelerator()
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
     set_seed(seed)
 
     # Every process builds the same data from the protocol's seed; no process waits for files.

@@ -50,8 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from zoo.data import DatasetDescription, describe
@@ -62,6 +61,7 @@ from zoo.distributed import average_gradients, broadcast_buffers
 from zoo.evaluation import build_dataset
 from zoo.models.classifier import DEFAULT_PREPROCESSING
 from zoo.models.supmatch import SupportMatching, evaluate_groups, fit_balanced_classifier
+from zoo.training import add_run_arguments, parse_run_arguments, start_accelerator
 
 logger = logging.getLogger("train_supmatch")
 
@@ -149,15 +149,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="YAML training config")
     parser.add_argument("--method", help=f"replace the config's method, one of {', '.join(METHODS)}")
     parser.add_argument("--labeller", help=f"replace the config's deployment labeller, one of {', '.join(LABELLERS)}")
-    parser.add_argument("--output-dir", help="output folder (default: runs/<model_id>/seed-<seed>)")
-    parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
-    parser.add_argument("--epochs", type=int, help="replace the config's number of epochs (for quick runs)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last saved state in the output folder")
-    parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
-    args = parser.parse_args(argv)
-    if args.epochs is not None and args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
-    return args
+    add_run_arguments(parser)
+    return parse_run_arguments(parser, argv)
 
 
 def make_model(config: dict[str, Any], description: DatasetDescription, seed: int) -> SupportMatching:
@@ -257,9 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = Path(args.output_dir or f"runs/{config['model_id']}/seed-{seed}")
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    accelerator = Accelerator(cpu=args.cpu, project_config=ProjectConfiguration(project_dir=str(output_dir)))
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    accelerator = start_accelerator(output_dir, cpu=args.cpu)
     set_seed(seed)
 
     dataset = build_dataset(config["data"])
