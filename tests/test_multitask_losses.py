@@ -492,7 +492,7 @@ def test_detached_target_stops_class_gradient():
 
 
 def test_confidence_weighting_skips_undetermined_attribute():
-    # Attribute 1 has D = 0.5 for the only likely class, so the class says nothing about it.
+    # Attribute 1 has D = 0.5 for the only likely class, so the class does not predict it.
     class_logits = torch.tensor([[-20.0, 20.0, -20.0]], dtype=torch.float64)
     attribute_logits = torch.zeros(1, 4, dtype=torch.float64, requires_grad=True)
 

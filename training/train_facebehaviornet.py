@@ -180,7 +180,7 @@ def coupling_losses(
 def score_outputs(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], tasks: tuple[str, ...]) -> dict[str, Any]:
     """Score the trained tasks; see `zoo.metrics.multitask` for the definitions.
 
-    `combined` holds the challenge scores: the ABAW 2020 expression score (0.67 macro F1 +
+    `combined` contains the challenge scores: the ABAW 2020 expression score (0.67 macro F1 +
     0.33 accuracy) and AU score (0.5 mean F1 + 0.5 accuracy), and the VA score (mean CCC).
     """
     metrics: dict[str, Any] = {}
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     label_sets = assign_annotations(len(train_inputs), annotation)
     train_targets, va_mask = mask_targets(full_targets, label_sets)
     if task is not None:
-        # A single-task model sees only the images annotated for its task.
+        # A single-task model trains only on the images annotated for its task.
         keep = label_sets == TASKS.index(task)
         train_inputs, va_mask = train_inputs[keep], va_mask[keep]
         train_targets = {name: values[keep] for name, values in train_targets.items()}

@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     task_names = [t["name"] for t in tasks]
     train_inputs, train_targets = multitask_tensors(dataset["train"], model.preprocessing)
     if task is not None:
-        # A single-task model sees only the samples annotated for its task.
+        # A single-task model trains only on the samples annotated for its task.
         annotated = train_targets[task] >= 0
         keep = annotated if annotated.ndim == 1 else annotated.any(dim=1)
         train_inputs = train_inputs[keep]

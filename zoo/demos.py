@@ -3,7 +3,7 @@
 They live in the package, not in `spaces/`, because each method's Space also runs on its own
 with zoo installed from its repository. They need the `spaces` extra (Gradio). Every tab compares a method's checkpoint with its ERM baseline. These functions turn the usual
 failures (an unknown source, a checkpoint of another kind, models trained on other classes or
-data) into `gr.Error` messages that say which source is wrong and what to pass instead.
+data) into `gr.Error` messages that name the invalid source and what to pass instead.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Okapi and support matching compute their losses with methods of the unwrapped model (teacher,
 memory bank, discriminator steps), so DistributedDataParallel never runs the forward pass and
 cannot synchronise gradients. `average_gradients` all-reduces them by hand after `backward`.
-Every process must call it with the same parameters in the same order; a parameter without a
+Every process must call it with the same parameters in the same order. A parameter without a
 gradient contributes zeros, so processes never disagree about which tensors are reduced.
 """
 

@@ -99,7 +99,8 @@ def evaluate_model(
     """Score a classifier on one labelled split: overall, per-group and worst-group accuracy.
 
     With `hidden_truth`, an unlabelled split is scored against the truth it keeps for analysis
-    (`true_label`, `true_subgroup`), as in a transductive evaluation; the model never saw it.
+    (`true_label`, `true_subgroup`), as in a transductive evaluation. No model trained on these
+    labels, but a semi-supervised model (Okapi, support matching) may have trained on the inputs.
     """
     from zoo.data import describe
     from zoo.data.tensors import split_to_tensors

@@ -9,7 +9,7 @@ randomness from an explicit `torch.Generator`, and leave the input unchanged.
   random crop), the flip-free weak view FixMatch uses for digits.
 - `strong_augment`: the weak translation, then a random rotation and scaling, per-channel
   gain and offset (colour jitter), contrast change and one cut-out square filled with the
-  image mean. It stands in for RandAugment with a fixed set of operations whose strength is
+  image mean. It replaces RandAugment with a fixed set of operations whose strength is
   drawn per image.
 """
 

@@ -228,6 +228,14 @@ def _digit_annotated(digits: np.ndarray, fraction: float, rng: np.random.Generat
     return with_digit
 
 
+def _annotation_kind(with_digit: bool, with_attributes: bool) -> str:
+    if with_digit and with_attributes:
+        return "both"
+    if with_digit:
+        return "digit"
+    return "attributes"
+
+
 def build_digit_attributes(config: DigitAttributesConfig | None = None, *, seed: int | None = None, **overrides: Any):
     """Build a Digit Attributes `datasets.DatasetDict`.
 
@@ -296,9 +304,7 @@ def build_digit_attributes(config: DigitAttributesConfig | None = None, *, seed:
             "features": scans[index].reshape(len(index), -1),
             "label": np.where(with_digit, split_digits, -1),
             "attributes": np.where(with_attributes[:, None], split_attributes, -1),
-            "annotation": [
-                "both" if d and a else "digit" if d else "attributes" for d, a in zip(with_digit, with_attributes)
-            ],
+            "annotation": [_annotation_kind(d, a) for d, a in zip(with_digit, with_attributes)],
             "digit": split_digits,
             "true_attributes": split_attributes,
             "source_index": index,

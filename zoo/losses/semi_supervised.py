@@ -1,7 +1,7 @@
 """FixMatch, the pseudo-labelling baseline that Okapi is compared with.
 
 Kihyuk Sohn et al., "FixMatch: Simplifying Semi-Supervised Learning with Consistency and
-Confidence", NeurIPS 2020. For each unlabelled image the model predicts on a weak view; when
+Confidence", NeurIPS 2020. For each unlabelled image the model predicts on a weak view. When
 the top class probability reaches the confidence threshold (0.95 in the paper and in Okapi's
 baseline configs), that class is the pseudo-label of a strong view of the same image. The loss
 is L_sup + lambda_u * L_u, where L_u averages the masked cross-entropy over all unlabelled
