@@ -24,6 +24,14 @@ from zoo.registry import REGISTRY
 # Small encoder stages keep saving and loading fast. Otherwise the architecture is the registered one.
 TINY_WIDTHS = (4, 8)
 LABEL_NAMES = ("digits 01234", "digits 56789")
+# Constructor arguments of tiny models whose classes are not classifiers.
+TINY_ARGUMENTS = {
+    "DAD3DNet": {
+        "image_size": 32, "stem_width": 4, "encoder_widths": (8, 8, 8, 8), "pyramid_channels": 8, "head_hidden": 8,
+        "data": {"name": "synthheads", "seed": 0, "cache": False, "num_identities": 4, "images_per_identity": 4,
+                 "image_size": 32, "conditioning": False, "splits": {"train": 0.5, "validation": 0.25, "test": 0.25}},
+    },
+}
 
 
 def save_tiny_checkpoint(model_class: str, folder: Path, *, seed: int = 0) -> ZooModel:
@@ -31,7 +39,8 @@ def save_tiny_checkpoint(model_class: str, folder: Path, *, seed: int = 0) -> Zo
     import zoo.models  # noqa: F401  (registers the model classes)
 
     torch.manual_seed(seed)
-    model = ZooModel.model_classes[model_class](num_classes=2, label_names=list(LABEL_NAMES), widths=TINY_WIDTHS)
+    arguments = TINY_ARGUMENTS.get(model_class, {"num_classes": 2, "label_names": list(LABEL_NAMES), "widths": TINY_WIDTHS})
+    model = ZooModel.model_classes[model_class](**arguments)
     model.eval()
     model.save_pretrained(folder)
     return model

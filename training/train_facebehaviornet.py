@@ -6,6 +6,11 @@
 Each training image keeps only one of its three label sets (expression, AUs or valence-arousal),
 drawn with the config's `annotation` fractions and seed, like a mix of expression, AU and VA
 datasets. Validation and test images keep all three, so every head is scored on every image.
+A published dataset (`data.name` affectnet, affwild2 or au-occurrence) keeps every label it
+has instead, with missing labels marked as its adapter marks them (-1 or NaN), for example:
+
+    python training/train_facebehaviornet.py --config training/configs/facebehaviornet-synthheads.yaml \
+        --set data='{name: affwild2, root: /data/affwild2, splits: {train: Train_Set, validation: Validation_Set, test: Validation_Set}}'
 
 Variants (`variant` in the config, or `--variant`) share the trunk, heads and schedule:
 
@@ -133,7 +138,19 @@ def mask_targets(targets: dict[str, torch.Tensor], label_sets: torch.Tensor) -> 
         "action_units": torch.where((label_sets == 1)[:, None], targets["action_units"], torch.full_like(targets["action_units"], -1.0)),
         "valence_arousal": targets["valence_arousal"].clone(),
     }
-    return masked, (label_sets == 2).float()
+    va_known = torch.isfinite(targets["valence_arousal"]).all(dim=1)
+    return masked, ((label_sets == 2) & va_known).float()
+
+
+def dataset_annotations(targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the (N, 3) mask of the tasks each image is annotated for, and the (N,) VA mask.
+
+    Published datasets (`zoo.data.published`) mark missing labels themselves: expression -1,
+    AU entries -1 and valence/arousal NaN.
+    """
+    va_mask = torch.isfinite(targets["valence_arousal"]).all(dim=1)
+    annotated = torch.stack([targets["expression"] >= 0, (targets["action_units"] >= 0).any(dim=1), va_mask], dim=1)
+    return annotated, va_mask.float()
 
 
 # Losses and metrics -----------------------------------------------------------------------------
@@ -192,10 +209,12 @@ def score_outputs(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Ten
         metrics["action_units"] = multilabel_metrics(outputs["action_units"].numpy(), targets["action_units"].numpy(), AU_LABELS)
         combined["au_score_abaw2020"] = metrics["action_units"]["au_score_abaw2020"]
     if "valence_arousal" in tasks:
-        ccc = concordance_correlation_coefficient(outputs["valence_arousal"].numpy(), targets["valence_arousal"].numpy())
+        # Published splits mark missing VA with NaN, so CCC is computed over the annotated rows.
+        known = torch.isfinite(targets["valence_arousal"]).all(dim=1)
+        ccc = concordance_correlation_coefficient(outputs["valence_arousal"][known].numpy(), targets["valence_arousal"][known].numpy())
         metrics["valence_arousal"] = {
             "ccc_valence": float(ccc[0]), "ccc_arousal": float(ccc[1]), "va_score": float(np.mean(ccc)),
-            "num_samples": int(targets["valence_arousal"].shape[0]),
+            "num_samples": int(known.sum()),
         }
         combined["va_score"] = metrics["valence_arousal"]["va_score"]
     metrics["combined"] = combined
@@ -295,11 +314,17 @@ def main(argv: list[str] | None = None) -> int:
     matrix = model.relatedness.as_tensor()
 
     train_inputs, full_targets = face_tensors(dataset["train"], model.preprocessing)
-    label_sets = assign_annotations(len(train_inputs), annotation)
-    train_targets, va_mask = mask_targets(full_targets, label_sets)
+    if config["data"]["name"] == "synthheads":
+        label_sets = assign_annotations(len(train_inputs), annotation)
+        train_targets, va_mask = mask_targets(full_targets, label_sets)
+        annotated = torch.nn.functional.one_hot(label_sets, len(TASKS)).bool()
+    else:
+        # A published dataset keeps every label it has, marked missing where it has none.
+        train_targets = full_targets
+        annotated, va_mask = dataset_annotations(full_targets)
     if task is not None:
         # A single-task model trains only on the images annotated for its task.
-        keep = label_sets == TASKS.index(task)
+        keep = annotated[:, TASKS.index(task)]
         train_inputs, va_mask = train_inputs[keep], va_mask[keep]
         train_targets = {name: values[keep] for name, values in train_targets.items()}
     train_set = TensorDataset(train_inputs, *(train_targets[name] for name in TASKS), va_mask)
@@ -388,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         "test_score": selection_score(test_metrics, tasks),
         "test": test_metrics,
         "train_samples": len(train_set),
-        "annotated_train_samples": {name: int((label_sets == index).sum()) for index, name in enumerate(TASKS)},
+        "annotated_train_samples": {name: int(annotated[:, index].sum()) for index, name in enumerate(TASKS)},
         "samples_per_epoch": epoch_samples,
         "final_epoch_losses": last_losses,
         "coupling": coupling if coupled else None,

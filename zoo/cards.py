@@ -26,6 +26,11 @@ METRIC_NAMES = {
     "worst_group_accuracy": "Worst-group accuracy",
     "robust_accuracy": "Robust accuracy (lowest accuracy over subgroups)",
     "gap": "Group accuracy gap (best - worst)",
+    "nme_reprojection": "Reprojection NME (%, head box)",
+    "z5": "Z5 depth-order accuracy",
+    "chamfer": "Chamfer distance after 7-point alignment",
+    "pose_error": "Pose error ||I - R R_gt^T||_F",
+    "euler_mae": "Yaw/pitch/roll MAE (degrees)",
 }
 
 
@@ -58,6 +63,7 @@ def front_matter(info: CheckpointInfo, results: dict[str, Any] | None) -> dict[s
     eval_results = []
     if results:
         dataset = results["dataset"]
+        protocol = dataset.get("protocol") or "default"
         for key, name in METRIC_NAMES.items():
             if key not in results["metrics"]:
                 continue
@@ -65,8 +71,8 @@ def front_matter(info: CheckpointInfo, results: dict[str, Any] | None) -> dict[s
                 EvalResult(
                     task_type=info.task,
                     dataset_type=dataset["name"],
-                    dataset_name=f"{dataset['name']} ({dataset['protocol']})",
-                    dataset_config=dataset["protocol"],
+                    dataset_name=f"{dataset['name']} ({protocol})",
+                    dataset_config=protocol,
                     dataset_split=dataset["split"],
                     metric_type=key,
                     metric_name=name,
@@ -140,6 +146,22 @@ def _plot_balance(path: Path, matching: dict[str, Any]) -> None:
     plt.close(figure)
 
 
+def _alignment_plots(info: CheckpointInfo, results: dict[str, Any], variants: dict[str, Any], assets: Path) -> dict[str, str]:
+    """Draw a head aligner's pose-bin bars, test-sample grid and astronaut figure; return name to relative path."""
+    import zoo
+    from zoo.evaluation import build_dataset
+    from zoo.figures import alignment_photo_figure, alignment_sample_grid, plot_pose_bins
+
+    entries = [(info.method, results["metrics"])]
+    entries += [(f"{info.method}, {name}", variant["metrics"]) for name, variant in sorted(variants.items())]
+    entries += [(name, baseline["metrics"]) for name, baseline in sorted((results.get("baselines") or {}).items())]
+    plot_pose_bins(assets / "pose_bins.png", entries)
+    model = zoo.load(info.id)
+    alignment_sample_grid(assets / "samples.png", model, build_dataset(model.config["data"]))
+    alignment_photo_figure(assets / "astronaut.png", model)
+    return {"pose_bins": "assets/pose_bins.png", "samples": "assets/samples.png", "astronaut": "assets/astronaut.png"}
+
+
 def render_card(model_id: str, output_dir: str | Path | None = None, results_dir: str | Path | None = None) -> Path:
     """Render the card of `model_id` and its plots; return the path of the written README.md.
 
@@ -162,7 +184,10 @@ def render_card(model_id: str, output_dir: str | Path | None = None, results_dir
 
     plots: dict[str, str] = {}
     assets = folder / "assets"
-    if results:
+    if results and "pose_bins" in results["metrics"]:
+        assets.mkdir(exist_ok=True)
+        plots.update(_alignment_plots(info, results, variants, assets))
+    elif results:
         assets.mkdir(exist_ok=True)
         entries = [(info.method, results)]
         if baseline is not None and baseline_results:

@@ -74,7 +74,12 @@ DATASET_BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "coloured-digits": _build_coloured_digits,
     "digit-attributes": _build_digit_attributes,
     "synthheads": _build_synthheads,
-    **{name: _published_builder(name) for name in ("waterbirds", "celeba", "iwildcam", "civilcomments")},
+    **{
+        name: _published_builder(name)
+        for name in (
+            "waterbirds", "celeba", "iwildcam", "civilcomments", "affectnet", "affwild2", "au-occurrence", "dad3dheads", "aflw2000",
+        )
+    },
 }
 
 
@@ -98,6 +103,9 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Score a classifier on one labelled split: overall, per-group and worst-group accuracy.
 
+    A model with an `evaluate_split(dataset, split, batch_size)` method (DAD3DNet) is scored by
+    that method instead, with its own metrics.
+
     With `hidden_truth`, an unlabelled split is scored against the truth it keeps for analysis
     (`true_label`, `true_subgroup`), as in a transductive evaluation. No model trained on these
     labels, but a semi-supervised model (Okapi, support matching) may have trained on the inputs.
@@ -106,6 +114,11 @@ def evaluate_model(
     from zoo.data.tensors import split_to_tensors
     from zoo.metrics import group_metrics
 
+    if callable(getattr(model, "evaluate_split", None)):
+        # Models that are not classifiers (head aligners) score a split with their own metrics.
+        if split not in dataset:
+            raise EvaluationError(f"split {split!r} not in the dataset; available splits: {sorted(dataset)}")
+        return model.evaluate_split(dataset, split, batch_size)
     if split not in dataset:
         raise EvaluationError(f"split {split!r} not in the dataset; available splits: {sorted(dataset)}")
     columns = {}
@@ -216,7 +229,7 @@ def evaluate(
             }
 
     summary = {}
-    for key in SUMMARY_KEYS:
+    for key in SUMMARY_KEYS + tuple(getattr(bundled, "summary_keys", ())):
         if any(key not in entry["metrics"] for entry in per_seed.values()):
             continue
         summary[key] = _mean_and_std([entry["metrics"][key] for entry in per_seed.values()])
@@ -240,7 +253,7 @@ def evaluate(
     }
     extras = getattr(bundled, "evaluation_extras", None)
     if callable(extras):
-        results.update(extras(dataset))
+        results.update(extras(dataset, split=split))
 
     path = Path(output) if output else results_path(run_name or model_id)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +270,7 @@ def _hidden_truth_splits(dataset) -> list[str]:
     return [
         name
         for name, split in dataset.items()
-        if len(split) and not split["labelled"][0] and {"true_label", "true_subgroup"} <= set(split.column_names)
+        if len(split) and "labelled" in split.column_names and not split["labelled"][0] and {"true_label", "true_subgroup"} <= set(split.column_names)
     ]
 
 

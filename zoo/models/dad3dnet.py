@@ -52,6 +52,7 @@ from zoo.data.images import ImageLike, to_pil
 from zoo.geometry.camera import matrix_to_euler, to_pixels
 from zoo.geometry.morphable import MorphableHeadModel
 from zoo.geometry.rotation import rotation_6d_to_matrix
+from zoo.alignment import ALIGNMENT_METRICS
 from zoo.hub import ZooModel
 from zoo.losses.alignment import (
     HEATMAP_SIGMA,
@@ -151,7 +152,13 @@ class DAD3DNet(ZooModel):
         parameter_bound: bound b of the shape, expression and jaw outputs, b * tanh(x).
         base_scale: camera scale in normalised image units per model unit when the scale output is 0.
         mean, std: per-channel normalisation of RGB inputs in [0, 1] (ImageNet statistics).
+        data: description of the training data (a `zoo.evaluation.build_dataset` config), which
+            `zoo eval` rebuilds to score the checkpoint.
+        training: training provenance (seed, config) for cards.
     """
+
+    # Metrics `zoo eval` averages over seeds, beside the classifiers' accuracy keys.
+    summary_keys = ALIGNMENT_METRICS
 
     def __init__(
         self,
@@ -170,6 +177,8 @@ class DAD3DNet(ZooModel):
         base_scale: float = SYNTHHEADS_SCALE,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        data: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if image_size <= 0 or image_size % 32:
@@ -392,8 +401,67 @@ class DAD3DNet(ZooModel):
         tensor = torch.stack(batch)
         return (tensor - self.pixel_mean.cpu()) / self.pixel_std.cpu(), factors, single
 
+    def preprocess(self, images: Sequence[ImageLike], batch_size: int = 256) -> torch.Tensor:
+        """Turn raw images into the normalised (N, 3, S, S) batch `forward` reads, as `predict` does."""
+        chunks = [self._prepare(list(images[start : start + batch_size]))[0] for start in range(0, len(images), batch_size)]
+        if not chunks:
+            raise ValueError("preprocess needs at least one image")
+        return torch.cat(chunks)
+
+    def evaluate_split(self, dataset, split: str, batch_size: int = 128) -> dict[str, Any]:
+        """Score the model on a split with ground-truth geometry (`zoo.alignment.evaluate_alignment`)."""
+        from zoo.alignment import evaluate_alignment, model_predictor
+
+        rows = _split_of(dataset, split)
+        images = self.preprocess(rows["image"])
+        was_training = self.training
+        self.eval()
+        try:
+            return evaluate_alignment(model_predictor(self), rows, images, self.head_model, self.image_size, batch_size=batch_size)
+        finally:
+            self.train(was_training)
+
+    def evaluation_extras(self, dataset, split: str = "test") -> dict[str, Any]:
+        """Score the mean-face-at-mean-pose baseline, fitted on the training split, on `split`."""
+        from zoo.alignment import alignment_targets, evaluate_alignment, mean_face_predictor
+
+        train = _split_of(dataset, "train")
+        rows = _split_of(dataset, split)
+        baseline = mean_face_predictor(alignment_targets(train, self.head_model, self.image_size), self.head_model, self.image_size)
+        # The baseline ignores the pixels, so placeholder images of the right count suffice.
+        images = torch.zeros(len(rows), 3, 1, 1)
+        metrics = evaluate_alignment(baseline, rows, images, self.head_model, self.image_size)
+        return {
+            "baselines": {"mean-face-mean-pose": {"split": split, "metrics": metrics}},
+            "photos": {"astronaut": self.photo_report()},
+        }
+
+    def photo_report(self) -> dict[str, Any]:
+        """Run `predict` on the head crop of scikit-image's astronaut photo and summarise the output.
+
+        Returns the pose in degrees, the jaw angle, the largest expression coefficients and the
+        spread of the regressed against the mesh landmarks (mean distance in percent of the crop
+        side), which grows when the two branches disagree, as they may out of distribution.
+        """
+        from zoo.data.photos import ASTRONAUT_HEAD_BOX, astronaut_head
+
+        crop = astronaut_head()
+        prediction = self.predict(crop)
+        regressed = torch.tensor(prediction["landmarks_2d"])
+        projected = torch.tensor(prediction["landmarks_2d_projected"])
+        disagreement = float(torch.linalg.vector_norm(regressed - projected, dim=-1).mean()) / crop.size[0] * 100.0
+        strongest = sorted(prediction["expression"].items(), key=lambda item: -abs(item[1]))[:3]
+        return {
+            "source": "skimage.data.astronaut()",
+            "head_box": list(ASTRONAUT_HEAD_BOX),
+            "pose_degrees": {name: math.degrees(value) for name, value in prediction["pose"].items()},
+            "jaw_degrees": math.degrees(prediction["jaw"]),
+            "strongest_expression": dict(strongest),
+            "branch_disagreement_percent": disagreement,
+        }
+
     @torch.no_grad()
-    def predict(self, images: ImageLike | Sequence[ImageLike]) -> dict[str, Any] | list[dict[str, Any]]:
+    def predict(self, images: ImageLike | Sequence[ImageLike], *, with_mesh: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
         """Align the head in each raw image (path, PIL image, array or [0, 1] tensor).
 
         Each image should show one head, roughly centred, as a head crop would. Returns a dict
@@ -403,7 +471,8 @@ class DAD3DNet(ZooModel):
         - ``landmarks_2d_projected``: the 68 landmarks of the posed morphable model, in input-image pixels;
         - ``pose``: yaw, pitch and roll in radians, conventions of `zoo.geometry.camera`;
         - ``rotation_matrix`` (3 x 3), ``scale`` and ``translation`` (x, y in normalised units);
-        - ``identity``, ``expression`` (name to value) and ``jaw`` (radians).
+        - ``identity``, ``expression`` (name to value) and ``jaw`` (radians);
+        - with `with_mesh`, also ``vertices_2d``: every projected mesh vertex in input-image pixels.
         """
         batch, factors, single = self._prepare(images)
         device = next(self.parameters()).device
@@ -431,7 +500,15 @@ class DAD3DNet(ZooModel):
                 "expression": {name: float(v) for name, v in zip(names, outputs["expression"][index].cpu())},
                 "jaw": float(outputs["jaw"][index]),
             })
+            if with_mesh:
+                results[-1]["vertices_2d"] = (decoded["vertices_2d"][index].cpu() * factor).tolist()
         for result in results:
             if not all(math.isfinite(v) for v in result["pose"].values()):
                 raise FloatingPointError("the network produced a non-finite pose; the weights may be corrupt")
         return results[0] if single else results
+
+
+def _split_of(dataset, split: str):
+    if split not in dataset:
+        raise ValueError(f"split {split!r} not in the dataset; available splits: {sorted(dataset)}")
+    return dataset[split]

@@ -238,8 +238,8 @@ class RealPatch(ImageClassifier, tags=["realpatch", "statistical-matching", "rob
             "match_propensity": float(candidates.scores[index]) if index is not None else None,
         }
 
-    def evaluation_extras(self, dataset) -> dict[str, Any]:
-        """Recompute Stage-1 matching on the training split and report covariate balance."""
+    def evaluation_extras(self, dataset, split: str = "test") -> dict[str, Any]:
+        """Recompute Stage-1 matching on the training split and report covariate balance (whatever `split` is scored)."""
         from zoo.data.tensors import split_to_tensors
 
         images, labels, subgroups = split_to_tensors(dataset["train"], self.preprocessing)
