@@ -88,11 +88,11 @@ def test_vertex_subsets_face_holds_inner_landmarks(head_model):
     ("degrees", "expected"),
     [
         ((0.0, 0.0, 0.0), "frontal"),
-        ((14.0, -9.0, 5.0), "frontal"),
+        ((19.0, -15.0, 12.0), "frontal"),
         ((30.0, 5.0, 0.0), "sided"),
         ((-40.0, 0.0, 10.0), "sided"),
-        ((0.0, 20.0, 0.0), "atypical"),
-        ((35.0, 0.0, -13.0), "atypical"),
+        ((0.0, 25.0, 0.0), "atypical"),
+        ((35.0, 0.0, -17.0), "atypical"),
     ],
 )
 def test_pose_bins_rule(degrees, expected):

@@ -8,7 +8,12 @@ import pytest
 
 import zoo
 from zoo.data.coloured_digits import build_coloured_digits
+from zoo.data.photos import astronaut_head
 from zoo.registry import REGISTRY, bundled_checkpoint_dir, repo_root
+
+# Checkpoints trained on Coloured Digits: classifiers with group-accuracy results.
+DIGIT_IDS = sorted(model_id for model_id, entry in REGISTRY.items() if entry.dataset.startswith("coloured-digits"))
+ALIGNMENT_IDS = sorted(model_id for model_id, entry in REGISTRY.items() if entry.model_class == "DAD3DNet")
 
 
 @pytest.mark.parametrize("model_id", sorted(REGISTRY))
@@ -18,7 +23,7 @@ def test_bundled_checkpoint_loads_verified(model_id):
     assert type(model).__name__ == REGISTRY[model_id].model_class
 
 
-@pytest.mark.parametrize("model_id", sorted(REGISTRY))
+@pytest.mark.parametrize("model_id", DIGIT_IDS)
 def test_bundled_checkpoint_predicts_real_digit(model_id):
     digit = build_coloured_digits()["test"][0]["image"]
 
@@ -39,10 +44,40 @@ def test_results_match_bundled_weights(model_id):
     assert bundled[0]["sha256"] == REGISTRY[model_id].sha256
 
 
-@pytest.mark.parametrize("model_id", sorted(REGISTRY))
+@pytest.mark.parametrize("model_id", DIGIT_IDS)
 def test_rendered_card_shows_results(model_id):
     results = json.loads((repo_root() / "cards" / "results" / f"{model_id}.json").read_text())
     card = (bundled_checkpoint_dir() / model_id / "README.md").read_text()
 
     assert f"value: {round(results['metrics']['worst_group_accuracy'], 4)}" in card
     assert f"{100 * results['summary']['worst_group_accuracy']['mean']:.1f}" in card
+
+
+@pytest.mark.parametrize("model_id", ALIGNMENT_IDS)
+def test_aligner_predicts_real_photo(model_id):
+    result = zoo.load(model_id).predict(astronaut_head())
+
+    assert set(result["pose"]) == {"yaw", "pitch", "roll"}
+    assert len(result["landmarks_2d"]) == 68
+    assert json.loads(json.dumps(result)) == result
+
+
+@pytest.mark.parametrize("model_id", ALIGNMENT_IDS)
+def test_aligner_card_shows_results(model_id):
+    results = json.loads((repo_root() / "cards" / "results" / f"{model_id}.json").read_text())
+    card = (bundled_checkpoint_dir() / model_id / "README.md").read_text()
+
+    assert f"value: {round(results['metrics']['nme_reprojection'], 4)}" in card
+    assert f"{results['summary']['pose_error']['mean']:.3f}" in card
+    assert "assets/samples.png" in card
+    assert (bundled_checkpoint_dir() / model_id / "assets" / "astronaut.png").is_file()
+
+
+@pytest.mark.parametrize("model_id", ALIGNMENT_IDS)
+def test_aligner_beats_mean_face_twice(model_id):
+    # The acceptance bar of the bundled aligner: at least 2x lower NME and pose error than the baseline.
+    results = json.loads((repo_root() / "cards" / "results" / f"{model_id}.json").read_text())
+    baseline = results["baselines"]["mean-face-mean-pose"]["metrics"]
+
+    assert results["metrics"]["nme_reprojection"] * 2 <= baseline["nme_reprojection"]
+    assert results["metrics"]["pose_error"] * 2 <= baseline["pose_error"]

@@ -884,7 +884,7 @@ def test_build_app_passes_new_sources(okapi_checkpoints, supmatch_checkpoints):
 
     tabs = [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
     names = api_names(app)
-    assert tabs == ["RealPatch", "Okapi", "Support Matching"]
+    assert tabs[:3] == ["RealPatch", "Okapi", "Support Matching"]
     assert {"okapi_compare", "supmatch_bags", "realpatch_compare"} <= set(names)
 
 

@@ -276,3 +276,14 @@ def test_config_of_other_dataset():
     other = datasets.Dataset.from_dict({"x": [1]}, info=info)
     with pytest.raises(ValueError, match="not a SynthHeads dataset"):
         config_of(other)
+
+
+def test_split_order_does_not_change_identities():
+    # A config read back from JSON with sorted keys lists test first; the identities must not move.
+    ordered = SynthHeadsConfig(num_identities=20, splits={"train": 0.6, "validation": 0.2, "test": 0.2})
+    sorted_keys = SynthHeadsConfig(num_identities=20, splits={"test": 0.2, "train": 0.6, "validation": 0.2})
+
+    first, second = identity_splits(ordered), identity_splits(sorted_keys)
+
+    for name in ("train", "validation", "test"):
+        assert first[name].tolist() == second[name].tolist(), name

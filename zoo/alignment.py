@@ -52,9 +52,9 @@ ALIGNMENT_METRICS = (
 POSE_BINS = ("frontal", "sided", "atypical")
 # Pose-bin thresholds in degrees: a head tilted beyond these pitch or roll angles is atypical;
 # otherwise one turned beyond the yaw threshold is sided, the rest frontal.
-ATYPICAL_PITCH_DEGREES = 15.0
-ATYPICAL_ROLL_DEGREES = 12.0
-SIDED_YAW_DEGREES = 15.0
+ATYPICAL_PITCH_DEGREES = 20.0
+ATYPICAL_ROLL_DEGREES = 15.0
+SIDED_YAW_DEGREES = 20.0
 # Regions inside the head (hidden surfaces) that no head box or surface metric should include.
 _INTERIOR_REGIONS = ("mouth_interior", "teeth", "tongue", "conjunctiva")
 # Region names of the built-in model that make up the face mask together with the frontal skin.

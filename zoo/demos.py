@@ -8,8 +8,10 @@ data) into `gr.Error` messages that name the invalid source and what to pass ins
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -17,7 +19,7 @@ import gradio as gr
 import zoo
 from zoo.evaluation import EvaluationError, build_dataset
 
-__all__ = ["check_same_labels", "load_model", "rebuild_data"]
+__all__ = ["Example", "astronaut_example", "check_same_labels", "load_model", "rebuild_data", "synthheads_config", "synthheads_test_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +75,62 @@ def rebuild_data(
     if missing:
         raise gr.Error(f"the data {data} has splits {sorted(dataset)} but not {missing}; this Space needs {needs}")
     return dataset
+
+
+@dataclass(frozen=True)
+class Example:
+    """An example image, its gallery caption, and its true labels when it is a SynthHeads still."""
+
+    image: Any
+    caption: str
+    truth: dict[str, Any] | None = None
+
+
+def synthheads_config(data: dict[str, Any] | None, image_size: int):
+    """Return the SynthHeads stills config of a checkpoint's `data` entry, or the default build at `image_size`.
+
+    The data entry may also record training-only settings (an annotation split), which are
+    dropped because they are no SynthHeads options. Raises gr.Error on a config that cannot be rebuilt.
+    """
+    from zoo.data.synthheads.dataset import SynthHeadsConfig
+
+    data = data or {}
+    if data.get("name") != "synthheads":
+        return SynthHeadsConfig(image_size=int(image_size), conditioning=False)
+    fields = {field.name for field in dataclasses.fields(SynthHeadsConfig)}
+    options = {key: value for key, value in data.items() if key in fields}
+    options.update({key: value for key, value in (data.get("overrides") or {}).items() if key in fields})
+    try:
+        return SynthHeadsConfig.from_dict({**options, "kind": "images", "conditioning": False})
+    except ValueError as error:
+        raise gr.Error(f"cannot rebuild the SynthHeads data {data} of this checkpoint: {error}") from error
+
+
+def synthheads_test_rows(config, identities: int, images_per_identity: int) -> dict[str, list]:
+    """Render new stills of the first `identities` test-split identities of `config` and return their rows.
+
+    The identities are those the training run held out, so no example shows a person the model
+    was trained on. Raises gr.Error when the config has no test split.
+    """
+    from zoo.data.synthheads.dataset import builtin_model, identity_splits, image_rows
+    from zoo.geometry import HeadRenderer
+
+    try:
+        test = identity_splits(config).get("test")
+    except ValueError as error:
+        raise gr.Error(f"cannot rebuild the SynthHeads data of this checkpoint: {error}") from error
+    if test is None:
+        raise gr.Error(f"the SynthHeads config has splits {sorted(config.splits)} but no 'test' split to take examples from")
+    small = dataclasses.replace(config, images_per_identity=images_per_identity, conditioning=False)
+    return image_rows(small, test[:identities], HeadRenderer(builtin_model(), config.image_size))
+
+
+def astronaut_example():
+    """Return the head crop of scikit-image's astronaut photo, or None when scikit-image is not installed."""
+    from zoo.data.photos import astronaut_head
+
+    try:
+        return astronaut_head()
+    except ImportError as error:
+        logger.warning("the astronaut photo is left out of the examples: %s", error)
+        return None

@@ -115,6 +115,9 @@ _RANGE_FIELDS = ("yaw_range", "pitch_range", "roll_range", "scale_range", "trans
                  "gaze_yaw_range", "gaze_pitch_range", "intensity_range")
 
 
+CANONICAL_SPLIT_ORDER = ("train", "validation", "test")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -215,7 +218,11 @@ class SynthHeadsConfig:
         if not 0.0 <= self.blink_probability <= 1.0:
             raise ValueError(f"blink_probability must be in [0, 1], got {self.blink_probability}")
         _check_splits(self.splits)
-        object.__setattr__(self, "splits", {name: float(value) for name, value in self.splits.items()})
+        # Identities are dealt to the splits in this fixed order (train, validation, test, then
+        # the rest by name), because configs saved as JSON with sorted keys lose their order.
+        names = [name for name in CANONICAL_SPLIT_ORDER if name in self.splits]
+        names += sorted(name for name in self.splits if name not in CANONICAL_SPLIT_ORDER)
+        object.__setattr__(self, "splits", {name: float(self.splits[name]) for name in names})
         if isinstance(self.proportions, list):
             object.__setattr__(self, "proportions", tuple(self.proportions))
         # Validates proportions and the intensity range with the label sampler's own checks,

@@ -1,0 +1,529 @@
+"""Gradio Space: DAD-3DNet dense 3D head alignment from a single face image.
+
+The user picks a SynthHeads still or a real photo, or uploads a head crop. The page draws the
+68 regressed landmarks and the projected morphable-model mesh over the image. It shows the
+head pose in degrees and the raw prediction as JSON. A turntable renders the reconstructed
+head (predicted identity, expression and jaw, neutral appearance) at several yaw angles.
+
+    python spaces/dad3dnet/app.py       # serves http://127.0.0.1:7860
+
+`build_demo(dad3dnet=...)` takes the model as a registered id, a checkpoint folder or a Hub repo
+id. The model and the example images are cached per source. The standalone Space loads them at
+startup, and the combined app when the DAD-3DNet tab is first selected.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from PIL import Image
+
+from zoo.data.images import ImageInputError, ImageLike, to_pil
+from zoo.data.synthheads.dataset import SynthHeadsConfig
+from zoo.demos import Example, astronaut_example, load_model, synthheads_config, synthheads_test_rows
+from zoo.geometry import HeadRenderer
+from zoo.geometry.camera import to_pixels
+from zoo.geometry.overlay import turntable as render_turntable
+from zoo.models.dad3dnet import NUM_LANDMARKS, DAD3DNet
+
+__all__ = [
+    "CSS",
+    "DEFAULT_DAD3DNET",
+    "Example",
+    "Resources",
+    "align",
+    "alignment_figure",
+    "build_demo",
+    "example",
+    "example_truth",
+    "load_resources",
+    "projected_mesh",
+    "render",
+    "turntable",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DAD3DNET = "dad3dnet-synthheads"
+
+# SynthHeads stills rendered per test identity, and test identities used, for the example gallery.
+IMAGES_PER_IDENTITY = 2
+EXAMPLE_IDENTITIES = 4
+# An upload larger than this is shrunk first, because the network reads a crop of only
+# `image_size` px (128 by default).
+MAX_UPLOAD_SIDE = 1024
+MIN_UPLOAD_SIDE = 16
+TURNTABLE_YAWS_DEGREES = (-90, -60, -30, 0, 30, 60, 90)
+TURNTABLE_SIZE = 160
+LANDMARK_COLOUR = "#22c55e"
+PROJECTED_COLOUR = "#f97316"
+MESH_COLOUR = "#38bdf8"
+
+# Pass to `launch(css=...)`. It fits five example thumbnails per row below the gallery's label
+# badge, with small captions (Gradio 6.31 cuts them at 80% of the thumbnail), and scales small
+# images up to fill the image box.
+CSS = """
+#dad3dnet-gallery .grid-wrap { padding-top: var(--size-8); }
+#dad3dnet-gallery .grid-container {
+  grid-template-columns: repeat(5, minmax(0, 1fr)); grid-template-rows: none; grid-auto-rows: auto;
+}
+#dad3dnet-gallery .caption-label { font-size: var(--text-xs); max-width: calc(100% - 8px); padding: 1px 4px; }
+#dad3dnet-image img { width: 100%; height: 100%; object-fit: contain; }
+"""
+GALLERY_LABEL = "Examples: SynthHeads test stills and a photo (click one)"
+
+
+# Examples ------------------------------------------------------------------------------------
+
+
+
+
+def _synthheads_config(model: DAD3DNet) -> SynthHeadsConfig:
+    """Return the SynthHeads config of the checkpoint's training data, or the default at the model's input size."""
+    return synthheads_config(model.config.get("data"), model.image_size)
+
+
+def synthheads_examples(config: SynthHeadsConfig) -> list[Example]:
+    """Render a few new stills of the test-split identities of `config`, with their true pose and landmarks."""
+    rows = synthheads_test_rows(config, EXAMPLE_IDENTITIES, IMAGES_PER_IDENTITY)
+    examples = []
+    for index, image in enumerate(rows["image"]):
+        yaw, pitch, roll = (math.degrees(float(angle)) for angle in rows["pose"][index])
+        truth = {
+            "identity": int(rows["identity"][index]),
+            "pose_degrees": {"yaw": round(yaw, 1), "pitch": round(pitch, 1), "roll": round(roll, 1)},
+            "landmarks_2d": np.asarray(rows["landmarks_2d"][index], dtype=np.float32).tolist(),
+        }
+        caption = f"person {truth['identity']}, yaw {yaw:+.0f}°"
+        examples.append(Example(image=image, caption=caption, truth=truth))
+    return examples
+
+
+# Models --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Resources:
+    """The model and example images shared by every request for one model source."""
+
+    model: DAD3DNet
+    examples: list[Example]
+    renderer: HeadRenderer
+
+
+_resources: dict[str, Resources] = {}
+_resources_lock = threading.Lock()
+
+
+def load_resources(source: str) -> Resources:
+    """Load the DAD3DNet checkpoint and render the example images, once per source.
+
+    Raises gr.Error when the model cannot be loaded or is not a DAD3DNet.
+    """
+    key = str(source)
+    with _resources_lock:
+        if key in _resources:
+            return _resources[key]
+        model = load_model(key, "DAD-3DNet")
+        if not isinstance(model, DAD3DNet):
+            raise gr.Error(
+                f"{key!r} is a {type(model).__name__} checkpoint, but this Space needs a DAD3DNet checkpoint, "
+                "which regresses the head pose and morphable-model parameters. Pass one as the DAD-3DNet model."
+            )
+        model.eval()
+        logger.info("rendering the SynthHeads example stills")
+        examples = synthheads_examples(_synthheads_config(model))
+        astronaut = astronaut_example()
+        if astronaut is not None:
+            examples.append(Example(image=astronaut, caption="astronaut photo"))
+        resources = Resources(
+            model=model, examples=examples, renderer=HeadRenderer(model.head_model, TURNTABLE_SIZE)
+        )
+        _resources[key] = resources
+        return resources
+
+
+# Alignment -----------------------------------------------------------------------------------
+
+
+def _check_image(image: ImageLike | None) -> Image.Image:
+    if image is None:
+        raise gr.Error("no image: pick an example or upload a head image first")
+    try:
+        pil = to_pil(image).convert("RGB")
+    except ImageInputError as error:
+        raise gr.Error(str(error)) from error
+    except OSError as error:
+        raise gr.Error(f"cannot read the uploaded image ({error}); upload a PNG or JPEG file") from error
+    if min(pil.size) < MIN_UPLOAD_SIDE:
+        raise gr.Error(
+            f"the image is {pil.size[0]}x{pil.size[1]} px; upload a head crop of at least {MIN_UPLOAD_SIDE} px per side"
+        )
+    if max(pil.size) > MAX_UPLOAD_SIDE:
+        pil = pil.copy()
+        pil.thumbnail((MAX_UPLOAD_SIDE, MAX_UPLOAD_SIDE), Image.Resampling.LANCZOS)
+    return pil
+
+
+def _parameters(model: DAD3DNet, prediction: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Turn one `predict` result back into the batched tensors that `decode` and `project` read."""
+    names = model.head_model.expression_names
+    return {
+        "identity": torch.tensor([prediction["identity"]], dtype=torch.float32),
+        "expression": torch.tensor([[prediction["expression"][name] for name in names]], dtype=torch.float32),
+        "jaw": torch.tensor([prediction["jaw"]], dtype=torch.float32),
+        "rotation": torch.tensor([prediction["rotation_matrix"]], dtype=torch.float32),
+        "scale": torch.tensor([prediction["scale"]], dtype=torch.float32),
+        "translation": torch.tensor([[*prediction["translation"], 0.0]], dtype=torch.float32),
+    }
+
+
+@torch.no_grad()
+def projected_mesh(model: DAD3DNet, prediction: dict[str, Any], image_size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Pose the morphable head with a `predict` result and project it into the input image.
+
+    `predict` pads the image at the bottom and right to a square of side max(width, height)
+    and resizes it to the network's crop, so crop pixels scale back by one factor. Returns
+    `vertices` (V, 2) image pixels, `front_faces` (F', 3) the triangles that face the camera,
+    and `landmarks` (68, 2) image pixels.
+    """
+    head = model.head_model
+    parameters = _parameters(model, prediction)
+    jaw = parameters["jaw"] if head.has_jaw else None
+    vertices = head.vertices(parameters["identity"], parameters["expression"], jaw)
+    camera = DAD3DNet.project(vertices, parameters)
+    factor = max(image_size) / model.image_size
+    pixels = (to_pixels(camera, model.image_size, model.image_size)[0, :, :2] * factor).numpy()
+    faces = head.faces.numpy()
+    corners = pixels[faces]  # (F, 3, 2)
+    # Twice the signed area on the y-down screen; the renderer keeps negative (front) faces.
+    area = (corners[:, 1, 0] - corners[:, 0, 0]) * (corners[:, 2, 1] - corners[:, 0, 1]) - (
+        corners[:, 1, 1] - corners[:, 0, 1]
+    ) * (corners[:, 2, 0] - corners[:, 0, 0])
+    return {
+        "vertices": pixels,
+        "front_faces": faces[area < 0],
+        "landmarks": pixels[head.landmark_indices.numpy()],
+    }
+
+
+def alignment_figure(image: Image.Image, prediction: dict[str, Any], mesh: dict[str, np.ndarray]) -> Figure:
+    """Draw the image with the projected mesh wireframe, the regressed and the projected 68 landmarks."""
+    width, height = image.size
+    figure = Figure(figsize=(5.2, 5.2 * height / width + 0.5), dpi=110, layout="constrained")
+    axes = figure.add_subplot()
+    axes.imshow(np.asarray(image), extent=(0, width, height, 0), interpolation="bilinear")
+    corners = mesh["vertices"][mesh["front_faces"]]
+    edges = np.concatenate([corners[:, [0, 1]], corners[:, [1, 2]], corners[:, [2, 0]]])
+    axes.add_collection(LineCollection(edges, colors=MESH_COLOUR, linewidths=0.2, alpha=0.35))
+    regressed = np.asarray(prediction["landmarks_2d"])
+    projected = np.asarray(prediction["landmarks_2d_projected"])
+    marker = 14.0
+    axes.scatter(*projected.T, s=marker, c=PROJECTED_COLOUR, edgecolors="none", label="mesh landmarks")
+    axes.scatter(
+        *regressed.T, s=marker, c=LANDMARK_COLOUR, edgecolors="black", linewidths=0.3, label="regressed landmarks"
+    )
+    axes.plot([], [], color=MESH_COLOUR, linewidth=1, label="mesh (front faces)")
+    axes.set_xlim(0, width)
+    axes.set_ylim(height, 0)
+    axes.set_axis_off()
+    figure.legend(loc="outside lower center", ncols=3, frameon=False, fontsize=8, markerscale=1.5)
+    return figure
+
+
+def turntable(resources: Resources, prediction: dict[str, Any]) -> Image.Image:
+    """Render the reconstructed head at each of TURNTABLE_YAWS_DEGREES and return the renders side by side.
+
+    The head keeps the predicted identity, expression and jaw. The pitch and roll are 0 and
+    the framing is the SynthHeads one, so the strip shows shape, not the photo's pose.
+    """
+    parameters = _parameters(resources.model, prediction)
+    return render_turntable(
+        resources.model.head_model, parameters["identity"][0], parameters["expression"][0], parameters["jaw"][0],
+        yaw_degrees=TURNTABLE_YAWS_DEGREES, size=resources.renderer.width, renderer=resources.renderer,
+    )
+
+
+def _pose_markdown(prediction: dict[str, Any], truth: dict[str, Any] | None) -> str:
+    pose = {name: math.degrees(value) for name, value in prediction["pose"].items()}
+    lines = ["| | yaw | pitch | roll |", "| --- | --- | --- | --- |"]
+    lines.append("| predicted | " + " | ".join(f"{pose[name]:+.1f}°" for name in ("yaw", "pitch", "roll")) + " |")
+    if truth is not None:
+        true_pose = truth["pose_degrees"]
+        lines.append("| true | " + " | ".join(f"{true_pose[name]:+.1f}°" for name in ("yaw", "pitch", "roll")) + " |")
+    lines.append("")
+    lines.append(
+        "Yaw turns the nose to the image right, pitch turns it down and roll turns the face counter-clockwise "
+        "as seen in the image."
+    )
+    return "\n".join(lines)
+
+
+def align(
+    image: ImageLike | None, resources: Resources, truth: dict[str, Any] | None = None
+) -> tuple[Figure, str, dict[str, Any], Image.Image]:
+    """Align the head in `image`: the overlay figure, the pose table, the prediction and the turntable strip.
+
+    `truth` is the true pose of a SynthHeads example, shown next to the prediction.
+    """
+    pil = _check_image(image)
+    try:
+        prediction = resources.model.predict(pil)
+    except ImageInputError as error:
+        raise gr.Error(str(error)) from error
+    except FloatingPointError as error:
+        raise gr.Error(f"the DAD-3DNet checkpoint failed on this image: {error}") from error
+    mesh = projected_mesh(resources.model, prediction, pil.size)
+    report = {**prediction, "pose_degrees": {name: round(math.degrees(v), 2) for name, v in prediction["pose"].items()}}
+    return (
+        alignment_figure(pil, prediction, mesh),
+        _pose_markdown(prediction, truth),
+        report,
+        turntable(resources, prediction),
+    )
+
+
+# Demo functions ------------------------------------------------------------------------------
+
+
+def example(index: Any, resources: Resources) -> tuple[Image.Image, dict[str, Any] | None, str]:
+    """Return example `index`, its true labels (None for a real photo) and a sentence describing it."""
+    count = len(resources.examples)
+    message = f"invalid example index {index!r}; pick a whole number from 0 to {count - 1}"
+    if index is None or isinstance(index, bool):
+        raise gr.Error(message)
+    try:
+        position = float(index)
+    except (TypeError, ValueError) as error:
+        raise gr.Error(message) from error
+    if not position.is_integer() or not 0 <= position < count:
+        raise gr.Error(message)
+    chosen = resources.examples[int(position)]
+    if chosen.truth is None:
+        description = (
+            f"Example {int(position)}: the {chosen.caption} of scikit-image, a real face. It has no true labels."
+        )
+    else:
+        description = (
+            f"Example {int(position)}: a SynthHeads still of {chosen.caption}, a test-split identity that training "
+            "never saw. "
+            "The table compares the predicted pose with the true one."
+        )
+    return chosen.image, chosen.truth, description
+
+
+def example_truth(image: ImageLike | None, index: Any, resources: Resources) -> dict[str, Any] | None:
+    """Return the true labels of example `index` if `image` is that example unchanged, else None.
+
+    The page keeps the index of the last picked example, so an image that the user has
+    replaced since (by an upload, a paste or an API call) gets no stale labels.
+    """
+    if image is None or index is None or not 0 <= int(index) < len(resources.examples):
+        return None
+    chosen = resources.examples[int(index)]
+    try:
+        same = np.array_equal(np.asarray(to_pil(image).convert("RGB")), np.asarray(chosen.image.convert("RGB")))
+    except ImageInputError:
+        return None
+    return chosen.truth if same else None
+
+
+def _introduction() -> str:
+    return f"""
+### DAD-3DNet: dense 3D head alignment from one image
+
+**DAD-3DNet** (Martyniuk et al., CVPR 2022) regresses the parameters of a 3D morphable head
+(identity, expression, jaw) and a scaled orthographic camera from one head crop, together with
+68 landmarks that a heatmap branch guides. zoo's version fits its own morphable head, the one that
+renders the SynthHeads data.
+
+Pick an example or upload a head crop (one head, roughly centred). The plot shows the
+{NUM_LANDMARKS} regressed landmarks (green), the landmarks of the posed mesh (orange) and the mesh
+triangles that face the camera (blue). The strip below renders the reconstructed head, with a
+plain appearance and no hair, from {TURNTABLE_YAWS_DEGREES[0]}° to {TURNTABLE_YAWS_DEGREES[-1]}° yaw.
+"""
+
+
+def _on_show(fn, inputs, outputs, api_name: str):
+    """Run `fn` when the page loads, or when its tab is selected if the demo renders inside a `gr.Tab`.
+
+    Inside the combined app this keeps a page load from loading every tab's models at once.
+    """
+    parent = gr.context.Context.block
+    if isinstance(parent, gr.Tab):
+        return parent.select(fn, inputs, outputs, api_name=api_name, api_visibility="private")
+    return gr.context.Context.root_block.load(fn, inputs, outputs, api_name=api_name, api_visibility="private")
+
+
+def _gallery(resources: Resources) -> list[tuple[Image.Image, str]]:
+    return [(item.image, item.caption) for item in resources.examples]
+
+
+def _first_view(resources: Resources) -> dict[str, Any]:
+    image, truth, description = example(0, resources)
+    overlay, pose, report, strip = align(image, resources, truth)
+    return {
+        "gallery": _gallery(resources),
+        "image": image,
+        "picked": 0,
+        "description": description,
+        "overlay": overlay,
+        "pose": pose,
+        "report": report,
+        "turntable": strip,
+    }
+
+
+def render(dad3dnet: str = DEFAULT_DAD3DNET) -> None:
+    """Add the DAD-3DNet demo's components and events to the current Blocks or Tab.
+
+    `dad3dnet` is a model source: a registered id, a checkpoint folder or a Hub repo id.
+    Nothing loads here. If `load_resources` has already loaded the source, as the standalone
+    Space does at startup, the first example is rendered into the page. Otherwise the page
+    fills itself when it or its tab is first shown. Every event's `api_name` starts with
+    `dad3dnet_`, so several demos can share one app without name clashes.
+    """
+
+    def dad3dnet_setup(image: Image.Image | None):
+        resources = load_resources(dad3dnet)
+        if image is not None:
+            # A face the user already has stays when the tab is shown again.
+            return (gr.Gallery(value=_gallery(resources), label=GALLERY_LABEL),) + (gr.skip(),) * 7
+        view = _first_view(resources)
+        return (
+            gr.Gallery(value=view["gallery"], label=GALLERY_LABEL),
+            view["image"],
+            view["picked"],
+            view["description"],
+            view["overlay"],
+            view["pose"],
+            view["report"],
+            view["turntable"],
+        )
+
+    def dad3dnet_example(index: float):
+        image, _, description = example(index, load_resources(dad3dnet))
+        return image, int(index), description
+
+    def dad3dnet_align(image: Image.Image | None, picked: int | None = None):
+        resources = load_resources(dad3dnet)
+        return align(image, resources, example_truth(image, picked, resources))
+
+    def dad3dnet_select(selection: gr.SelectData) -> int:
+        return selection.index
+
+    def dad3dnet_upload() -> tuple[None, str]:
+        return None, "Uploaded image: no true labels."
+
+    preloaded = _resources.get(str(dad3dnet))
+    view = _first_view(preloaded) if preloaded is not None else {}
+
+    gr.Markdown(_introduction())
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1):
+            gallery = gr.Gallery(
+                value=view.get("gallery"),
+                label=GALLERY_LABEL
+                if view
+                else "Examples (they load when the demo is first shown)",
+                columns=5,
+                height=280,
+                format="png",
+                allow_preview=False,
+                interactive=False,
+                elem_id="dad3dnet-gallery",
+            )
+            index = gr.Number(value=0, precision=0, visible=False, label="Example index", elem_id="dad3dnet-index")
+            # The index of the last picked example, whose true labels `example_truth` looks up.
+            picked = gr.State(view.get("picked"))
+            image = gr.Image(
+                value=view.get("image"),
+                type="pil",
+                image_mode="RGB",
+                format="png",
+                label="Head image",
+                height=260,
+                sources=["upload", "clipboard"],
+                elem_id="dad3dnet-image",
+            )
+            description = gr.Markdown(view.get("description"), elem_id="dad3dnet-description")
+            button = gr.Button("Align", variant="primary", elem_id="dad3dnet-align")
+        with gr.Column(scale=1):
+            overlay = gr.Plot(
+                value=view.get("overlay"), label="Landmarks and projected mesh", format="png", elem_id="dad3dnet-overlay"
+            )
+            pose = gr.Markdown(view.get("pose"), label="Head pose", elem_id="dad3dnet-pose")
+    strip = gr.Image(
+        value=view.get("turntable"),
+        type="pil",
+        format="png",
+        label="Reconstructed head, neutral appearance, yaw " + ", ".join(f"{yaw}°" for yaw in TURNTABLE_YAWS_DEGREES),
+        interactive=False,
+        height=TURNTABLE_SIZE + 40,
+        elem_id="dad3dnet-turntable",
+    )
+    with gr.Accordion("Prediction (JSON)", open=False):
+        report = gr.JSON(value=view.get("report"), label="DAD3DNet.predict output, plus the pose in degrees")
+
+    align_outputs = [overlay, pose, report, strip]
+    if not view:
+        _on_show(
+            dad3dnet_setup,
+            image,
+            [gallery, image, picked, description, *align_outputs],
+            api_name="dad3dnet_setup",
+        )
+    button.click(dad3dnet_align, [image, picked], align_outputs, api_name="dad3dnet_align")
+    image.upload(
+        dad3dnet_upload, None, [picked, description], api_name="dad3dnet_upload", api_visibility="private"
+    ).success(dad3dnet_align, [image, picked], align_outputs, api_name="dad3dnet_upload_align", api_visibility="private")
+    gallery.select(dad3dnet_select, None, index, api_name="dad3dnet_select", api_visibility="private").success(
+        dad3dnet_example, index, [image, picked, description], api_name="dad3dnet_example"
+    ).success(dad3dnet_align, [image, picked], align_outputs, api_name="dad3dnet_select_align", api_visibility="private")
+
+
+def build_demo(dad3dnet: str = DEFAULT_DAD3DNET) -> gr.Blocks:
+    """Build the DAD-3DNet Space without loading any model; see `render` for the parameter."""
+    with gr.Blocks(title="DAD-3DNet head alignment", analytics_enabled=False) as demo:
+        render(dad3dnet=dad3dnet)
+    return demo
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Serve the DAD-3DNet Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
+    )
+    parser.add_argument(
+        "--dad3dnet", default=DEFAULT_DAD3DNET, help="DAD3DNet model: registered id, checkpoint folder or Hub repo id"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Gradio checks its own server through httpx at startup, which would log every request.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Loading before the build renders the first example into the page, so it shows at once.
+    try:
+        load_resources(args.dad3dnet)
+    except gr.Error as error:
+        parser.exit(1, f"error: {error.message}\n")
+    # A hosting platform that must serve on an external interface sets GRADIO_SERVER_NAME.
+    # Without it the Space listens on loopback only.
+    build_demo(dad3dnet=args.dad3dnet).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        ssr_mode=False,
+        max_file_size="10mb",
+        css=CSS,
+        show_error=True,
+    )
