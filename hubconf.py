@@ -86,3 +86,13 @@ def erm_coloured_digits_missing_source(pretrained: bool = True, **kwargs):
         **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
     """
     return _load("erm-coloured-digits-missing-source", pretrained, kwargs)
+
+
+def dad3dnet_synthheads(pretrained: bool = True, **kwargs):
+    """DAD-3DNet head aligner on SynthHeads: morphable-head parameters, 6D pose and 68 landmarks from a 64-pixel head crop.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("dad3dnet-synthheads", pretrained, kwargs)

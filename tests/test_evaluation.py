@@ -183,3 +183,25 @@ def test_card_renders_ablation_table(evaluable):
     text = render_card("realpatch-coloured-digits", output_dir=evaluable / "card", results_dir=results_dir).read_text()
     assert "Ablation: Stage 2 without matched samples" in text
     assert f"{100 * ablation['summary']['worst_group_accuracy']['mean']:.1f}" in text
+
+
+def test_aligner_eval_reports_baseline_and_photo(evaluable):
+    results = evaluate("dad3dnet-synthheads", output=evaluable / "results" / "dad3dnet-synthheads.json")
+
+    assert {"nme_reprojection", "pose_error", "z5", "chamfer"} <= set(results["summary"])
+    assert results["dataset"]["name"] == "synthheads"
+    assert "mean-face-mean-pose" in results["baselines"]
+    assert set(results["photos"]["astronaut"]["pose_degrees"]) == {"yaw", "pitch", "roll"}
+
+
+def test_aligner_card_draws_figures(evaluable):
+    from zoo.cards import render_card
+
+    results_dir = evaluable / "results"
+    evaluate("dad3dnet-synthheads", output=results_dir / "dad3dnet-synthheads.json")
+    card = render_card("dad3dnet-synthheads", output_dir=evaluable / "card", results_dir=results_dir).read_text()
+
+    assert "value: " in card
+    for name in ("pose_bins", "samples", "astronaut"):
+        assert (evaluable / "card" / "assets" / f"{name}.png").is_file(), name
+        assert f"assets/{name}.png" in card

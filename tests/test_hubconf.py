@@ -7,6 +7,8 @@ import importlib.util
 import pytest
 import torch
 
+from conftest import TINY_ARGUMENTS
+
 from zoo.hub import ZooModel
 from zoo.registry import REGISTRY, repo_root
 
@@ -41,7 +43,9 @@ def test_entrypoint_documents_pretrained(model_id):
 def test_random_init_class(model_id, empty_bundled_dir, no_network):
     entry = REGISTRY[model_id]
 
-    model = torch.hub.load(REPO_ROOT, entry.hub_entrypoint, source="local", pretrained=False, widths=(4, 8))
+    # Small sizes keep the random model cheap; non-classifiers take their own tiny arguments.
+    arguments = TINY_ARGUMENTS.get(entry.model_class, {"widths": (4, 8)})
+    model = torch.hub.load(REPO_ROOT, entry.hub_entrypoint, source="local", pretrained=False, **arguments)
 
     assert type(model).__name__ == entry.model_class
     assert no_network == []

@@ -37,7 +37,10 @@ def test_card_source_exists(entry):
 
 
 # The short name each method's ids start with.
-ID_PREFIXES = {"RealPatch": "realpatch", "ERM": "erm", "Okapi": "okapi", "Support Matching": "supmatch"}
+ID_PREFIXES = {
+    "RealPatch": "realpatch", "ERM": "erm", "Okapi": "okapi", "Support Matching": "supmatch", "DAD-3DNet": "dad3dnet",
+    "FaceBehaviorNet": "facebehaviornet", "MTL-DM": "mtl-dm",
+}
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=ENTRY_IDS)

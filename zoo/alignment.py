@@ -50,8 +50,8 @@ ALIGNMENT_METRICS = (
     "nme_reprojection", "nme_landmarks", "z5", "chamfer", "pose_error", "yaw_mae", "pitch_mae", "roll_mae", "euler_mae",
 )
 POSE_BINS = ("frontal", "sided", "atypical")
-# Pose-bin thresholds in degrees: a head tilted beyond these pitch or roll angles is atypical;
-# otherwise one turned beyond the yaw threshold is sided, the rest frontal.
+# Pose-bin thresholds in degrees. A head tilted beyond the pitch or roll threshold is atypical.
+# Otherwise a head turned beyond the yaw threshold is sided, and the rest are frontal.
 ATYPICAL_PITCH_DEGREES = 20.0
 ATYPICAL_ROLL_DEGREES = 15.0
 SIDED_YAW_DEGREES = 20.0
@@ -67,9 +67,9 @@ def vertex_subsets(head_model: MorphableHeadModel) -> dict[str, torch.Tensor]:
     """Return the vertex index subsets ``head``, ``face_w_ears`` and ``face`` of a morphable head.
 
     They play the roles of the FLAME subsets of the same names in DAD-3DNet's losses and
-    benchmark. ``head`` is every surface vertex (hidden mouth and eye interiors excluded);
-    ``face`` is the surface in front of the ears within the landmarks' width and between the
-    brows and the chin, on the mean head; ``face_w_ears`` adds the ears. A user model without the
+    benchmark. ``head`` is every surface vertex, without the hidden mouth and eye interiors.
+    ``face`` is the surface in front of the ears, within the landmarks' width and between the
+    brows and the chin of the mean head. ``face_w_ears`` adds the ears. A user model without the
     built-in region names gets ``head`` = every vertex and the box rule alone for ``face``.
     """
     names = list(head_model.metadata.get("region_names", []))
@@ -136,7 +136,7 @@ def alignment_targets(split, head_model: MorphableHeadModel, image_size: int) ->
     missing = [name for name in required if name not in split.column_names]
     if missing:
         raise ValueError(
-            f"the split lacks the ground-truth columns {missing}; alignment evaluation needs a split with "
+            f"the split is missing the ground-truth columns {missing}; alignment evaluation needs a split with "
             f"SynthHeads' columns {list(required)}"
         )
     frame = split.select_columns(list(required)).with_format("numpy")[:]
@@ -167,8 +167,8 @@ def _pose_vertices(vertices: torch.Tensor, rotation: torch.Tensor, scale: torch.
 def mean_face_predictor(train_targets: Mapping[str, torch.Tensor], head_model: MorphableHeadModel, image_size: int) -> Predictor:
     """Return the baseline that predicts the mean training face at the mean training pose for every image.
 
-    Identity, expression, jaw, scale and translation are training means; the rotation is that of
-    the mean (yaw, pitch, roll); the regressed landmarks are the per-landmark mean positions.
+    Identity, expression, jaw, scale and translation are training means. The rotation is that of
+    the mean (yaw, pitch, roll), and the regressed landmarks are the per-landmark mean positions.
     """
     identity = train_targets["identity_coefficients"].mean(0, keepdim=True)
     expression = train_targets["expression_parameters"].mean(0, keepdim=True)

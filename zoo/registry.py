@@ -158,6 +158,24 @@ SUPPORT_MATCHING_PAPER = Paper(
 }""",
 )
 
+DAD3DHEADS_PAPER = Paper(
+    title="DAD-3DHeads: A Large-scale Dense, Accurate and Diverse Dataset for 3D Head Alignment from a Single Image",
+    authors="Tetiana Martyniuk, Orest Kupyn, Yana Kurlyak, Igor Krashenyi, Jiri Matas, Viktoriia Sharmanska",
+    venue="IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)",
+    year=2022,
+    url="https://arxiv.org/abs/2204.03688",
+    code_url="https://github.com/PinataFarms/DAD-3DHeads",
+    code_license="CC BY-NC-SA 4.0",
+    bibtex="""@inproceedings{martyniuk2022dad,
+  title     = {DAD-3DHeads: A Large-scale Dense, Accurate and Diverse Dataset for 3D Head Alignment
+               from a Single Image},
+  author    = {Martyniuk, Tetiana and Kupyn, Orest and Kurlyak, Yana and Krashenyi, Igor and
+               Matas, Jiri and Sharmanska, Viktoriia},
+  booktitle = {IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2022}
+}""",
+)
+
 _ENTRIES = [
     CheckpointInfo(
         id="realpatch-coloured-digits",
@@ -266,6 +284,25 @@ _ENTRIES = [
         baseline="supmatch-coloured-digits",
         paper=SUPPORT_MATCHING_PAPER,
         tags=("robustness", "missing-sources", "baseline"),
+    ),
+    CheckpointInfo(
+        id="dad3dnet-synthheads",
+        model_class="DAD3DNet",
+        hub_repo="zoo-models/dad3dnet-synthheads",
+        sha256="5ba90282c366358ed11d95981f8568c4f4ff21da2ad382e04f82579dc9b90a90",
+        method="DAD-3DNet",
+        summary=(
+            "Small DAD-3DNet (residual encoder, feature pyramid, 68-landmark heatmaps gating the last stage) that "
+            "regresses morphable-head shape, expression, jaw, 6D pose and 68 landmarks from a 64-pixel head crop, "
+            "trained on SynthHeads stills."
+        ),
+        task="image-to-3d",
+        dataset="synthheads/images",
+        train_script="training/train_dad3dnet.py",
+        train_config="training/configs/dad3dnet-synthheads.yaml",
+        paper=DAD3DHEADS_PAPER,
+        license="apache-2.0",
+        tags=("3d-face-alignment", "head-pose-estimation", "facial-landmarks", "synthetic-data"),
     ),
 ]
 
