@@ -43,7 +43,7 @@ test: install-dev
 # model.safetensors from runs/ID/seed-0 to checkpoints/ID to replace it.
 SEEDS ?= 1 2
 IDS := erm-coloured-digits realpatch-coloured-digits erm-coloured-digits-domains okapi-coloured-digits \
-	erm-coloured-digits-missing-source supmatch-coloured-digits
+	erm-coloured-digits-missing-source supmatch-coloured-digits dad3dnet-synthheads
 results: install
 	for id in $(IDS); do \
 	  for seed in $(SEEDS); do $(BIN)/zoo train $$id --seed $$seed || exit 1; done; \
@@ -61,7 +61,10 @@ variants: install
 	    $(BIN)/python training/train_supmatch.py --config training/configs/supmatch-coloured-digits.yaml --labeller $$labeller \
 	      --seed $$seed --output-dir runs/supmatch-coloured-digits-$$labeller/seed-$$seed || exit 1; \
 	  done; \
+	  $(BIN)/python training/train_dad3dnet.py --config training/configs/dad3dnet-synthheads.yaml --set model.heatmap_gate=false \
+	    --seed $$seed || exit 1; \
 	done
+	$(BIN)/zoo eval dad3dnet-synthheads --run-name dad3dnet-synthheads-no-gate $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
 	$(BIN)/zoo eval realpatch-coloured-digits --run-name realpatch-coloured-digits-no-matching $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
 	$(BIN)/zoo eval okapi-coloured-digits --run-name fixmatch-coloured-digits-domains $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
 	for labeller in kmeans none; do \

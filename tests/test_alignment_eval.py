@@ -225,3 +225,21 @@ def test_training_rejects_size_mismatch(tmp_path):
         train_dad3dnet.main(
             ["--config", str(CONFIG), "--cpu", "--epochs", "1", "--output-dir", str(tmp_path), "--set", "model.image_size=96"]
         )
+
+
+def test_gpu_config_takes_one_step(tmp_path):
+    # The ResNet-50-sized configuration, on a handful of renders: one epoch of one step.
+    gpu_config = REPO_ROOT / "training" / "configs" / "dad3dnet-synthheads-gpu.yaml"
+    data = json.dumps({
+        "name": "synthheads", "seed": 0, "cache": False, "num_identities": 3, "images_per_identity": 2,
+        "image_size": 256, "conditioning": False, "splits": {"train": 0.34, "validation": 0.33, "test": 0.33},
+    })
+    output = tmp_path / "run"
+    code = train_dad3dnet.main([
+        "--config", str(gpu_config), "--cpu", "--epochs", "1", "--output-dir", str(output),
+        "--set", f"data={data}", "--set", "training.batch_size=2",
+    ])
+    assert code == 0
+    model = DAD3DNet.from_pretrained(output)
+    assert model.image_size == 256
+    assert sum(parameter.numel() for parameter in model.stage4.parameters()) > 10_000_000
