@@ -198,6 +198,49 @@ class FaceBehaviorNet(ZooModel, pipeline_tag="image-classification", tags=["face
         self.train(was_training)
         return {name: torch.cat(values) for name, values in parts.items()}
 
+    # Flat metrics `zoo eval` averages over seeds.
+    summary_keys = ("expression_accuracy", "expression_macro_f1", "au_mean_f1", "va_ccc")
+
+    def evaluate_split(self, dataset, split: str, batch_size: int = 256) -> dict[str, Any]:
+        """Score the three heads on a split with SynthHeads' label columns (or a face adapter's).
+
+        Expression accuracy and macro F1, AU F1 per unit and their mean, and valence and arousal
+        CCC with their mean are computed on the rows annotated for each task (expression >= 0,
+        AU entries >= 0, finite VA). Returns the flat `summary_keys` and the full per-task metrics.
+        """
+        import numpy as np
+
+        from zoo.data.images import preprocess
+        from zoo.metrics.multitask import concordance_correlation_coefficient, multiclass_metrics, multilabel_metrics
+
+        if split not in dataset:
+            raise ValueError(f"split {split!r} not in the dataset; available splits: {sorted(dataset)}")
+        rows = dataset[split]
+        images = torch.cat([preprocess(rows[start : start + batch_size]["image"], self.preprocessing) for start in range(0, len(rows), batch_size)])
+        outputs = self.predict_outputs(images)
+        labels = rows.select_columns(["expression", "au_occurrence", "valence", "arousal"]).with_format("numpy")[:]
+        expression = multiclass_metrics(outputs["expression"].numpy(), labels["expression"], EXPRESSIONS)
+        action_units = multilabel_metrics(outputs["action_units"].numpy(), labels["au_occurrence"], AU_LABELS)
+        truth = np.stack([labels["valence"], labels["arousal"]], axis=1).astype(np.float64)
+        known = np.isfinite(truth).all(axis=1)
+        ccc = concordance_correlation_coefficient(outputs["valence_arousal"].numpy()[known], truth[known])
+        return {
+            "expression_accuracy": float(expression["accuracy"]),
+            "expression_macro_f1": float(expression["macro_f1"]),
+            "au_mean_f1": float(action_units["mean_f1"]),
+            "va_ccc": float(np.mean(ccc)),
+            "expression": expression,
+            "action_units": action_units,
+            "valence_arousal": {"ccc_valence": float(ccc[0]), "ccc_arousal": float(ccc[1]), "num_samples": int(known.sum())},
+        }
+
+    def evaluation_extras(self, dataset, split: str = "test") -> dict[str, Any]:
+        """Record `predict` on the head crop of scikit-image's astronaut photo, which has no labels (`split` is unused)."""
+        from zoo.data.photos import ASTRONAUT_HEAD_BOX, astronaut_head
+
+        prediction = self.predict(astronaut_head())
+        return {"photos": {"astronaut": {"source": "skimage.data.astronaut()", "head_box": list(ASTRONAUT_HEAD_BOX), **prediction}}}
+
     def predict(self, inputs: Any) -> dict[str, Any] | list[dict[str, Any]]:
         """Analyse raw face images (paths, PIL images, arrays or tensors in [0, 1]).
 
