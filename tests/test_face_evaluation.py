@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from zoo.data.facs import EXPRESSIONS
 from zoo.data.synthheads import build_synthheads
 from zoo.evaluation import evaluate_model
 from zoo.models import FaceBehaviorNet
@@ -61,3 +62,36 @@ def test_extras_record_astronaut_prediction(faces):
     photo = extras["photos"]["astronaut"]
     assert -1.0 <= photo["valence"] <= 1.0
     assert sum(photo["expression_probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_multitask_eval_digit_tasks():
+    from zoo.data.digit_attributes import build_digit_attributes, dataset_tasks
+    from zoo.models import MultiTaskClassifier
+
+    digits = build_digit_attributes(seed=0)
+    model = MultiTaskClassifier(
+        tasks=dataset_tasks(digits), encoder={"type": "conv", "widths": [4, 8]},
+        preprocessing={"image_size": 8, "mode": "L", "mean": [0.5], "std": [0.5]}, data={"name": "digit-attributes", "seed": 0},
+    )
+
+    metrics = evaluate_model(model, digits, "test")
+
+    assert model.summary_keys == ("digit_accuracy", "attributes_mean_f1")
+    assert 0.0 <= metrics["digit_accuracy"] <= 1.0
+    assert metrics["digit"]["num_samples"] == len(digits["test"])
+
+
+def test_multitask_eval_face_tasks(faces):
+    from zoo.data.facs import AU_LABELS
+    from zoo.models import MultiTaskClassifier
+
+    tasks = [
+        {"name": "expression", "kind": "multiclass", "label_names": list(EXPRESSIONS)},
+        {"name": "action_units", "kind": "multilabel", "label_names": list(AU_LABELS)},
+    ]
+    model = MultiTaskClassifier(tasks=tasks, encoder={"type": "conv", "widths": [4, 8]}, preprocessing=PREPROCESSING, data={"name": "synthheads"})
+
+    metrics = model.evaluate_split(faces, "test")
+
+    assert set(model.summary_keys) == {"expression_accuracy", "action_units_mean_f1"}
+    assert math.isfinite(metrics["action_units_mean_f1"])

@@ -31,6 +31,10 @@ METRIC_NAMES = {
     "chamfer": "Chamfer distance after 7-point alignment",
     "pose_error": "Pose error ||I - R R_gt^T||_F",
     "euler_mae": "Yaw/pitch/roll MAE (degrees)",
+    "expression_accuracy": "Expression accuracy",
+    "expression_macro_f1": "Expression macro F1",
+    "au_mean_f1": "Action-unit mean F1",
+    "va_ccc": "Valence-arousal CCC (mean of both)",
 }
 
 
@@ -162,6 +166,27 @@ def _alignment_plots(info: CheckpointInfo, results: dict[str, Any], variants: di
     return {"pose_bins": "assets/pose_bins.png", "samples": "assets/samples.png", "astronaut": "assets/astronaut.png"}
 
 
+def case_study_table(case_study: dict[str, Any], split: str = "test") -> str:
+    """Format a case-study JSON as a Markdown table: each task's primary metric per variant, and the transfer verdict.
+
+    Cells are mean ± sample standard deviation over seeds. A row shows negative transfer when
+    its mean primary metric is below the single-task model's on at least one task.
+    """
+    table = case_study["tables"][split]
+    checks = case_study["transfer_checks"][split]
+    primary = {task: entry["metric"] for task, entry in next(iter(checks.values()))["tasks"].items()}
+    header = "| variant | " + " | ".join(f"{task} {metric}" for task, metric in primary.items()) + " | negative transfer |"
+    lines = [header, "|---" * (len(primary) + 2) + "|"]
+    for row, tasks in table.items():
+        cells = []
+        for task, metric in primary.items():
+            value = tasks.get(task, {}).get(metric)
+            cells.append(f"{value['mean']:.4f} ± {value['sd']:.4f}" if value else "–")
+        verdict = "–" if row not in checks else ("yes" if checks[row]["negative_transfer"] else "**no**")
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | {verdict} |")
+    return "\n".join(lines)
+
+
 def render_card(model_id: str, output_dir: str | Path | None = None, results_dir: str | Path | None = None) -> Path:
     """Render the card of `model_id` and its plots; return the path of the written README.md.
 
@@ -187,7 +212,7 @@ def render_card(model_id: str, output_dir: str | Path | None = None, results_dir
     if results and "pose_bins" in results["metrics"]:
         assets.mkdir(exist_ok=True)
         plots.update(_alignment_plots(info, results, variants, assets))
-    elif results:
+    elif results and "group_accuracy" in results["metrics"]:
         assets.mkdir(exist_ok=True)
         entries = [(info.method, results)]
         if baseline is not None and baseline_results:
@@ -199,14 +224,26 @@ def render_card(model_id: str, output_dir: str | Path | None = None, results_dir
             _plot_balance(assets / "balance.png", results["matching"])
             plots["balance"] = "assets/balance.png"
 
+    # Tables written by case-study scripts beside `zoo eval`'s results, when they exist.
+    case_study = load_results(f"{model_id}-case-study", results_dir)
+    if case_study:
+        from zoo.figures import plot_case_study
+
+        assets.mkdir(parents=True, exist_ok=True)
+        plot_case_study(assets / "case_study.png", case_study)
+        plots["case_study"] = "assets/case_study.png"
+
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     environment.filters["pct"] = lambda value: f"{100 * float(value):.1f}"
+    environment.globals["case_study_table"] = case_study_table
     body = environment.from_string(source.read_text()).render(
         info=info,
         results=results,
         baseline=baseline,
         baseline_results=baseline_results,
         variants=variants,
+        case_study=case_study,
+        compounds=load_results(f"{model_id}-compounds", results_dir),
         plots=plots,
         paper=info.paper,
     )

@@ -100,3 +100,42 @@ def _tensor(values):
     import torch
 
     return torch.as_tensor(np.asarray(values), dtype=torch.float32)
+
+
+def plot_case_study(path: Path, case_study: dict[str, Any], split: str = "test") -> None:
+    """Bar-plot each task's primary metric per training variant of a case-study table, with seed spread.
+
+    `case_study` is the JSON a case-study script writes: ``tables[split][row][task][metric]``
+    holds ``mean`` and ``sd`` over seeds, and ``transfer_checks[split][row]["tasks"][task]["metric"]``
+    names each task's primary metric. A dashed line marks each task's single-task level.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = case_study["tables"][split]
+    checks = case_study["transfer_checks"][split]
+    first_check = next(iter(checks.values()))
+    primary = {task: entry["metric"] for task, entry in first_check["tasks"].items()}
+    tasks = list(primary)
+    figure, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.6), dpi=120, squeeze=False)
+    for axis, task in zip(axes[0], tasks):
+        metric = primary[task]
+        rows = [row for row in table if task in table[row]]
+        means = [table[row][task][metric]["mean"] for row in rows]
+        spreads = [table[row][task][metric]["sd"] for row in rows]
+        colours = ["#9e9e9e" if row.startswith("single-task") else "#1f77b4" for row in rows]
+        bars = axis.bar(range(len(rows)), means, yerr=spreads, color=colours, capsize=3)
+        axis.bar_label(bars, fmt="%.3f", fontsize=6, padding=2)
+        single = [table[row][task][metric]["mean"] for row in rows if row.startswith("single-task")]
+        if single:
+            axis.axhline(single[0], color="#616161", linestyle="--", linewidth=0.8, label="single-task")
+            axis.legend(fontsize=7, loc="lower right")
+        low = min(m - s for m, s in zip(means, spreads))
+        axis.set_ylim(max(0.0, low - 0.05), min(1.0, max(means) + 0.05))
+        axis.set_xticks(range(len(rows)), rows, rotation=35, ha="right", fontsize=7)
+        axis.set_title(f"{task}: {metric} ({split}, mean ± sd over seeds)", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -33,6 +33,8 @@ TASK_KINDS = ("multiclass", "multilabel")
 # Encoders this model can build; text encoders need tokenizer checks that it does not make.
 SUPPORTED_ENCODERS = ("conv", "mlp")
 MULTILABEL_THRESHOLD = 0.5
+# The metric that stands for each task kind in summaries and negative-transfer checks.
+PRIMARY_METRICS = {"multiclass": "accuracy", "multilabel": "mean_f1"}
 
 
 def check_tasks(tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -199,6 +201,35 @@ class MultiTaskClassifier(ZooModel, pipeline_tag="image-classification", tags=["
             return torch.softmax(logits, dim=-1)
         return torch.sigmoid(logits)
 
+    @property
+    def summary_keys(self) -> tuple[str, ...]:
+        """Flat metric names `zoo eval` averages over seeds: each task's primary metric, e.g. ``digit_accuracy``."""
+        return tuple(f"{task['name']}_{PRIMARY_METRICS[task['kind']]}" for task in self.tasks)
+
+    def evaluate_split(self, dataset, split: str, batch_size: int = 512) -> dict[str, Any]:
+        """Score every task on the annotated rows of a split; return the flat `summary_keys` and per-task metrics.
+
+        Reads Digit Attributes splits (`zoo.data.digit_attributes.multitask_tensors`) and SynthHeads
+        splits, whose tasks are ``expression`` (column ``expression``) and ``action_units`` (column
+        ``au_occurrence``).
+        """
+        from zoo.metrics.multitask import multiclass_metrics, multilabel_metrics
+
+        if split not in dataset:
+            raise ValueError(f"split {split!r} not in the dataset; available splits: {sorted(dataset)}")
+        inputs, targets = _task_tensors(dataset[split], self.preprocessing, (self.config.get("data") or {}).get("name"))
+        missing = sorted(set(self.task_names) - set(targets))
+        if missing:
+            raise ValueError(f"the split has no targets for the tasks {missing}; it provides {sorted(targets)}")
+        probabilities = self.predict_probabilities(inputs, batch_size)
+        metrics: dict[str, Any] = {}
+        for task in self.tasks:
+            scorer = multiclass_metrics if task["kind"] == "multiclass" else multilabel_metrics
+            scores = scorer(probabilities[task["name"]].numpy(), targets[task["name"]].numpy(), task["label_names"])
+            metrics[task["name"]] = scores
+            metrics[f"{task['name']}_{PRIMARY_METRICS[task['kind']]}"] = float(scores[PRIMARY_METRICS[task["kind"]]])
+        return metrics
+
     def predict(self, inputs: Any) -> dict[str, Any] | list[dict[str, Any]]:
         """Run every task head on raw inputs of the model's modality.
 
@@ -224,3 +255,21 @@ class MultiTaskClassifier(ZooModel, pipeline_tag="image-classification", tags=["
                     result[task["name"]] = {"probabilities": named, "active": active}
             results.append(result)
         return results[0] if single else results
+
+
+def _task_tensors(split, preprocessing: dict[str, Any], data_name: str | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Return a split's preprocessed inputs and its targets per task name (-1 where not annotated)."""
+    if data_name == "synthheads" or {"expression", "au_occurrence"} <= set(split.column_names):
+        import numpy as np
+
+        from zoo.data.images import preprocess
+
+        images = torch.cat([preprocess(split[start : start + 256]["image"], preprocessing) for start in range(0, len(split), 256)])
+        labels = split.select_columns(["expression", "au_occurrence"]).with_format("numpy")[:]
+        return images, {
+            "expression": torch.as_tensor(labels["expression"], dtype=torch.long),
+            "action_units": torch.as_tensor(np.asarray(labels["au_occurrence"], dtype=np.float32)),
+        }
+    from zoo.data.digit_attributes import multitask_tensors
+
+    return multitask_tensors(split, preprocessing)
