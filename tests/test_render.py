@@ -134,7 +134,10 @@ def test_render_is_deterministic(model, renderer):
         identity[1:2],
         expression[1:2],
     )
-    assert torch.equal(alone["rgb"][0], first["rgb"][1])
+    # Batched matrix products may round differently from single ones on some CPUs (BLAS kernel
+    # choice depends on the batch), so the single render matches to float32 rounding.
+    torch.testing.assert_close(alone["rgb"][0], first["rgb"][1], rtol=0.0, atol=1e-5)
+    assert torch.equal(alone["face_index"][0], first["face_index"][1])
 
 
 def test_mask_is_where_rgb_differs_from_background(renderer):

@@ -35,6 +35,9 @@ METRIC_NAMES = {
     "expression_macro_f1": "Expression macro F1",
     "au_mean_f1": "Action-unit mean F1",
     "va_ccc": "Valence-arousal CCC (mean of both)",
+    "action_units_mean_f1": "Action-unit mean F1",
+    "digit_accuracy": "Digit accuracy",
+    "attributes_mean_f1": "Attribute mean F1",
 }
 
 
