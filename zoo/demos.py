@@ -19,7 +19,17 @@ import gradio as gr
 import zoo
 from zoo.evaluation import EvaluationError, build_dataset
 
-__all__ = ["Example", "astronaut_example", "check_same_labels", "load_model", "rebuild_data", "synthheads_config", "synthheads_test_rows"]
+__all__ = [
+    "Example",
+    "astronaut_example",
+    "check_same_labels",
+    "example_truth",
+    "load_model",
+    "on_show",
+    "rebuild_data",
+    "synthheads_config",
+    "synthheads_test_rows",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +144,34 @@ def astronaut_example():
     except ImportError as error:
         logger.warning("the astronaut photo is left out of the examples: %s", error)
         return None
+
+
+def on_show(fn, inputs, outputs, api_name: str):
+    """Run `fn` when the page loads, or when its tab is selected if the demo renders inside a `gr.Tab`.
+
+    Inside the combined app this keeps a page load from loading every tab's models at once.
+    """
+    parent = gr.context.Context.block
+    if isinstance(parent, gr.Tab):
+        return parent.select(fn, inputs, outputs, api_name=api_name, api_visibility="private")
+    return gr.context.Context.root_block.load(fn, inputs, outputs, api_name=api_name, api_visibility="private")
+
+
+def example_truth(image: Any, index: Any, examples: Sequence[Example]) -> dict[str, Any] | None:
+    """Return the true labels of example `index` if `image` is that example unchanged, else None.
+
+    A page keeps the index of the last picked example, so an image that the user has replaced
+    since (by an upload, a paste or an API call) gets no stale labels.
+    """
+    import numpy as np
+
+    from zoo.data.images import ImageInputError, to_pil
+
+    if image is None or index is None or not 0 <= int(index) < len(examples):
+        return None
+    chosen = examples[int(index)]
+    try:
+        same = np.array_equal(np.asarray(to_pil(image).convert("RGB")), np.asarray(chosen.image.convert("RGB")))
+    except ImageInputError:
+        return None
+    return chosen.truth if same else None

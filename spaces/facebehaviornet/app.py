@@ -33,7 +33,8 @@ from zoo.data.facs import EXPRESSIONS
 from zoo.data.images import ImageInputError, ImageLike, to_pil
 from zoo.data.synthheads.dataset import SynthHeadsConfig
 from zoo.data.synthheads.labels import VA_CIRCUMPLEX_ANGLES
-from zoo.demos import Example, astronaut_example, load_model, synthheads_config, synthheads_test_rows
+from zoo.demos import Example, astronaut_example, load_model, on_show, synthheads_config, synthheads_test_rows
+from zoo.demos import example_truth as shared_example_truth
 from zoo.models.facebehaviornet import AU_DISPLAY_NAMES, AU_THRESHOLD, FaceBehaviorNet
 
 __all__ = [
@@ -82,8 +83,6 @@ GALLERY_LABEL = "Examples: SynthHeads test stills and a photo (click one)"
 
 
 # Examples ------------------------------------------------------------------------------------
-
-
 
 
 def _synthheads_config(model: FaceBehaviorNet) -> SynthHeadsConfig:
@@ -307,19 +306,8 @@ def example(index: Any, resources: Resources) -> tuple[Image.Image, dict[str, An
 
 
 def example_truth(image: ImageLike | None, index: Any, resources: Resources) -> dict[str, Any] | None:
-    """Return the true labels of example `index` if `image` is that example unchanged, else None.
-
-    The page keeps the index of the last picked example, so an image that the user has
-    replaced since (by an upload, a paste or an API call) gets no stale labels.
-    """
-    if image is None or index is None or not 0 <= int(index) < len(resources.examples):
-        return None
-    chosen = resources.examples[int(index)]
-    try:
-        same = np.array_equal(np.asarray(to_pil(image).convert("RGB")), np.asarray(chosen.image.convert("RGB")))
-    except ImageInputError:
-        return None
-    return chosen.truth if same else None
+    """Return the true labels of example `index` if `image` is that example unchanged, else None."""
+    return shared_example_truth(image, index, resources.examples)
 
 
 def _introduction() -> str:
@@ -335,17 +323,6 @@ task also teach the others.
 Pick an example or upload a face crop. For SynthHeads stills the true labels are drawn in blue
 or dark orange next to the predictions.
 """
-
-
-def _on_show(fn, inputs, outputs, api_name: str):
-    """Run `fn` when the page loads, or when its tab is selected if the demo renders inside a `gr.Tab`.
-
-    Inside the combined app this keeps a page load from loading every tab's models at once.
-    """
-    parent = gr.context.Context.block
-    if isinstance(parent, gr.Tab):
-        return parent.select(fn, inputs, outputs, api_name=api_name, api_visibility="private")
-    return gr.context.Context.root_block.load(fn, inputs, outputs, api_name=api_name, api_visibility="private")
 
 
 def _gallery(resources: Resources) -> list[tuple[Image.Image, str]]:
@@ -465,7 +442,7 @@ def render(facebehaviornet: str = DEFAULT_FACEBEHAVIORNET) -> None:
 
     analyse_outputs = [circumplex, expressions, action_units, report]
     if not view:
-        _on_show(
+        on_show(
             facebehaviornet_setup,
             image,
             [gallery, image, picked, description, *analyse_outputs],

@@ -31,7 +31,7 @@ from PIL import Image
 
 from zoo.data.digit_attributes import ATTRIBUTE_TASK, ATTRIBUTES, DATASET_NAME, DIGIT_TASK
 from zoo.data.images import ImageInputError, ImageLike, to_pil
-from zoo.demos import load_model
+from zoo.demos import load_model, on_show
 from zoo.evaluation import EvaluationError, build_dataset
 from zoo.models.mtl_dm import MULTILABEL_THRESHOLD, MultiTaskClassifier
 
@@ -360,17 +360,6 @@ Pick a test scan or upload a digit (any colours, any size: it is cropped and shr
 """
 
 
-def _on_show(fn, inputs, outputs, api_name: str):
-    """Run `fn` when the page loads, or when its tab is selected if the demo renders inside a `gr.Tab`.
-
-    Inside the combined app this keeps a page load from loading every tab's models at once.
-    """
-    parent = gr.context.Context.block
-    if isinstance(parent, gr.Tab):
-        return parent.select(fn, inputs, outputs, api_name=api_name, api_visibility="private")
-    return gr.context.Context.root_block.load(fn, inputs, outputs, api_name=api_name, api_visibility="private")
-
-
 def _gallery(resources: Resources) -> list[Image.Image]:
     return [_upscale(resources.test[row]["image"]) for row in resources.examples]
 
@@ -491,7 +480,7 @@ def render(mtl_dm: str = DEFAULT_MTL_DM) -> None:
 
     classify_outputs = [scan, digits, attributes, summary, report]
     if not view:
-        _on_show(
+        on_show(
             mtl_dm_setup,
             image,
             [gallery, image, picked, description, *classify_outputs, index],

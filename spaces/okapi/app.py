@@ -41,7 +41,7 @@ from zoo.data import DatasetDescription, describe
 from zoo.data.coloured_digits import config_of
 from zoo.data.images import ImageInputError, ImageLike, preprocess, to_pil
 from zoo.data.tensors import split_to_tensors
-from zoo.demos import check_same_labels, load_model, rebuild_data
+from zoo.demos import check_same_labels, load_model, on_show, rebuild_data
 from zoo.models.classifier import ImageClassifier
 from zoo.models.okapi import Okapi
 
@@ -183,8 +183,6 @@ _resources_lock = threading.Lock()
 _accuracy_lock = threading.Lock()
 
 
-
-
 def _check_models(okapi: Any, erm: Any, sources: tuple[str, str]) -> None:
     if not isinstance(okapi, Okapi):
         raise gr.Error(
@@ -201,8 +199,6 @@ def _check_models(okapi: Any, erm: Any, sources: tuple[str, str]) -> None:
         if model.modality != "image":
             raise gr.Error(f"checkpoint {source!r} reads {model.modality} inputs, but this Space shows images")
     check_same_labels(okapi, erm, "Okapi")
-
-
 
 
 def _check_data_fits(okapi: Okapi, dataset, source: str) -> DatasetDescription:
@@ -798,17 +794,6 @@ def _data_summary(resources: Resources, data: dict[str, Any]) -> str:
     )
 
 
-def _on_show(fn, inputs, outputs, api_name: str):
-    """Run `fn` when the page loads, or when its tab is selected if the demo renders inside a `gr.Tab`.
-
-    Inside the combined app this keeps a page load from loading every tab's models at once.
-    """
-    parent = gr.context.Context.block
-    if isinstance(parent, gr.Tab):
-        return parent.select(fn, inputs, outputs, api_name=api_name, api_visibility="private")
-    return gr.context.Context.root_block.load(fn, inputs, outputs, api_name=api_name, api_visibility="private")
-
-
 def _gallery_label() -> str:
     split_names = " and ".join(f"{ROLE_NAMES[split]} domains" for split in EXAMPLE_SPLITS)
     return f"Examples from the {split_names}, {EXAMPLES_PER_SPLIT} per row (click one)"
@@ -969,7 +954,7 @@ def render(okapi: str = DEFAULT_OKAPI, okapi_erm: str = DEFAULT_ERM) -> None:
     compare_outputs = [erm_label, okapi_label, matches, details]
     example_outputs = [image, domain, description]
     if not view:
-        first_shown = _on_show(okapi_setup, None, [gallery, domain, data_summary], api_name="okapi_setup")
+        first_shown = on_show(okapi_setup, None, [gallery, domain, data_summary], api_name="okapi_setup")
         first_shown.success(
             okapi_accuracy_view, None, [plot, table], api_name="okapi_accuracy_view", api_visibility="private"
         )

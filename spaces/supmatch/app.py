@@ -41,7 +41,7 @@ from zoo.data import DatasetDescription, describe
 from zoo.data.bags import BalancedBagSampler, group_ids
 from zoo.data.labellers import KMeansLabelling, kmeans_labels, no_labels, oracle_labels
 from zoo.data.tensors import split_to_tensors
-from zoo.demos import check_same_labels, load_model, rebuild_data
+from zoo.demos import check_same_labels, load_model, on_show, rebuild_data
 from zoo.models.classifier import ImageClassifier
 from zoo.models.supmatch import SupportMatching
 
@@ -146,8 +146,6 @@ _resources_lock = threading.Lock()
 _kmeans_lock = threading.Lock()
 
 
-
-
 def _check_models(supmatch: Any, erm: Any, sources: tuple[str, str]) -> None:
     if not isinstance(supmatch, SupportMatching):
         raise gr.Error(
@@ -163,8 +161,6 @@ def _check_models(supmatch: Any, erm: Any, sources: tuple[str, str]) -> None:
     if isinstance(erm, ImageClassifier) and erm.modality != "image":
         raise gr.Error(f"checkpoint {sources[1]!r} reads {erm.modality} inputs, but this Space shows images")
     check_same_labels(supmatch, erm, "Support Matching")
-
-
 
 
 def _check_data_fits(supmatch: SupportMatching, dataset, source: str) -> DatasetDescription:
@@ -522,17 +518,6 @@ def _data_summary(resources: Resources) -> str:
     )
 
 
-def _on_show(fn, inputs, outputs, api_name: str):
-    """Run `fn` when the page loads, or when its tab is selected if the demo renders inside a `gr.Tab`.
-
-    Inside the combined app this keeps a page load from loading every tab's models at once.
-    """
-    parent = gr.context.Context.block
-    if isinstance(parent, gr.Tab):
-        return parent.select(fn, inputs, outputs, api_name=api_name, api_visibility="private")
-    return gr.context.Context.root_block.load(fn, inputs, outputs, api_name=api_name, api_visibility="private")
-
-
 def _first_view(resources: Resources) -> dict[str, Any]:
     """Return the values the page shows before any interaction: oracle bags, the first missing source, the accuracy."""
     balance = bag_balance(resources, LABELLERS[0])
@@ -644,7 +629,7 @@ def render(supmatch: str = DEFAULT_SUPMATCH, supmatch_erm: str = DEFAULT_ERM) ->
 
     bag_outputs = [bag_plot, bag_text, counts]
     if not view:
-        _on_show(
+        on_show(
             supmatch_setup,
             None,
             [data_summary, bag_plot, bag_text, counts, source, gallery, source_text, accuracy_plot],
