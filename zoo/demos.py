@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "rebuild_data",
     "synthheads_config",
     "synthheads_test_rows",
+    "wire_example_gallery",
 ]
 
 logger = logging.getLogger(__name__)
@@ -175,3 +176,68 @@ def example_truth(image: Any, index: Any, examples: Sequence[Example]) -> dict[s
     except ImageInputError:
         return None
     return chosen.truth if same else None
+
+
+def wire_example_gallery(
+    prefix: str,
+    action: str,
+    *,
+    load: Callable[[], Any],
+    gallery_update: Callable[[Any], Any],
+    first_view: Callable[[Any], Sequence[Any]],
+    example_view: Callable[[Any, Any], Sequence[Any]],
+    run: Callable[[Any, Any, Any], Sequence[Any]],
+    components: dict[str, Any],
+    outputs: Sequence[Any],
+    setup_extra: Sequence[Any] = (),
+    preloaded: bool,
+) -> None:
+    """Wire the events of a tab that analyses a picked example or an uploaded image.
+
+    Every event's `api_name` starts with `prefix`; the analysis is public as `<prefix>_<action>`
+    and picking an example as `<prefix>_example`.
+
+    Args:
+        load: returns the tab's cached resources (model and examples).
+        gallery_update: resources -> the filled `gr.Gallery`.
+        first_view: resources -> values of image, picked index, description, `outputs` and
+            `setup_extra`, shown when the tab first opens.
+        example_view: (index, resources) -> image, picked index and description of an example.
+        run: (image, picked index, resources) -> values of `outputs`.
+        components: the tab's ``gallery``, ``index`` (hidden number), ``picked`` (state),
+            ``image``, ``description`` and ``button``.
+        preloaded: whether the page was built with the first view already in it; otherwise it
+            fills itself when it or its tab is first shown (`on_show`).
+    """
+    gallery, index, picked, image = (components[name] for name in ("gallery", "index", "picked", "image"))
+    description, button = components["description"], components["button"]
+    outputs = list(outputs)
+
+    def setup(current_image):
+        resources = load()
+        if current_image is not None:
+            # An image the user already has stays when the tab is shown again.
+            return (gallery_update(resources),) + (gr.skip(),) * (3 + len(outputs) + len(setup_extra))
+        return (gallery_update(resources), *first_view(resources))
+
+    def pick(position):
+        return tuple(example_view(position, load()))
+
+    def analyse(current_image, picked_index=None):
+        return tuple(run(current_image, picked_index, load()))
+
+    def selected(selection: gr.SelectData) -> int:
+        return selection.index
+
+    def uploaded() -> tuple[None, str]:
+        return None, "Uploaded image: no true labels."
+
+    if not preloaded:
+        on_show(setup, image, [gallery, image, picked, description, *outputs, *setup_extra], api_name=f"{prefix}_setup")
+    button.click(analyse, [image, picked], outputs, api_name=f"{prefix}_{action}")
+    image.upload(uploaded, None, [picked, description], api_name=f"{prefix}_upload", api_visibility="private").success(
+        analyse, [image, picked], outputs, api_name=f"{prefix}_upload_{action}", api_visibility="private"
+    )
+    gallery.select(selected, None, index, api_name=f"{prefix}_select", api_visibility="private").success(
+        pick, index, [image, picked, description], api_name=f"{prefix}_example"
+    ).success(analyse, [image, picked], outputs, api_name=f"{prefix}_select_{action}", api_visibility="private")

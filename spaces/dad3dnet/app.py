@@ -30,7 +30,7 @@ from PIL import Image
 
 from zoo.data.images import ImageInputError, ImageLike, to_pil
 from zoo.data.synthheads.dataset import SynthHeadsConfig
-from zoo.demos import Example, astronaut_example, load_model, on_show, synthheads_config, synthheads_test_rows
+from zoo.demos import Example, astronaut_example, load_model, synthheads_config, synthheads_test_rows, wire_example_gallery
 from zoo.demos import example_truth as shared_example_truth
 from zoo.geometry import HeadRenderer
 from zoo.geometry.camera import to_pixels
@@ -361,6 +361,21 @@ def _first_view(resources: Resources) -> dict[str, Any]:
     }
 
 
+
+def _first_view_values(resources: Resources) -> tuple:
+    """Return the first view's image, picked index, description and outputs, in `wire_example_gallery`'s order."""
+    view = _first_view(resources)
+    return (
+        view["image"], view["picked"], view["description"],
+        view["overlay"], view["pose"], view["report"], view["turntable"],
+    )
+
+
+def _example_view(position: Any, resources: Resources) -> tuple:
+    """Return a picked example's image, its index and its description."""
+    image, _, description = example(position, resources)
+    return image, int(position), description
+
 def render(dad3dnet: str = DEFAULT_DAD3DNET) -> None:
     """Add the DAD-3DNet demo's components and events to the current Blocks or Tab.
 
@@ -370,37 +385,6 @@ def render(dad3dnet: str = DEFAULT_DAD3DNET) -> None:
     fills itself when it or its tab is first shown. Every event's `api_name` starts with
     `dad3dnet_`, so several demos can share one app without name clashes.
     """
-
-    def dad3dnet_setup(image: Image.Image | None):
-        resources = load_resources(dad3dnet)
-        if image is not None:
-            # A face the user already has stays when the tab is shown again.
-            return (gr.Gallery(value=_gallery(resources), label=GALLERY_LABEL),) + (gr.skip(),) * 7
-        view = _first_view(resources)
-        return (
-            gr.Gallery(value=view["gallery"], label=GALLERY_LABEL),
-            view["image"],
-            view["picked"],
-            view["description"],
-            view["overlay"],
-            view["pose"],
-            view["report"],
-            view["turntable"],
-        )
-
-    def dad3dnet_example(index: float):
-        image, _, description = example(index, load_resources(dad3dnet))
-        return image, int(index), description
-
-    def dad3dnet_align(image: Image.Image | None, picked: int | None = None):
-        resources = load_resources(dad3dnet)
-        return align(image, resources, example_truth(image, picked, resources))
-
-    def dad3dnet_select(selection: gr.SelectData) -> int:
-        return selection.index
-
-    def dad3dnet_upload() -> tuple[None, str]:
-        return None, "Uploaded image: no true labels."
 
     preloaded = _resources.get(str(dad3dnet))
     view = _first_view(preloaded) if preloaded is not None else {}
@@ -453,20 +437,21 @@ def render(dad3dnet: str = DEFAULT_DAD3DNET) -> None:
         report = gr.JSON(value=view.get("report"), label="DAD3DNet.predict output, plus the pose in degrees")
 
     align_outputs = [overlay, pose, report, strip]
-    if not view:
-        on_show(
-            dad3dnet_setup,
-            image,
-            [gallery, image, picked, description, *align_outputs],
-            api_name="dad3dnet_setup",
-        )
-    button.click(dad3dnet_align, [image, picked], align_outputs, api_name="dad3dnet_align")
-    image.upload(
-        dad3dnet_upload, None, [picked, description], api_name="dad3dnet_upload", api_visibility="private"
-    ).success(dad3dnet_align, [image, picked], align_outputs, api_name="dad3dnet_upload_align", api_visibility="private")
-    gallery.select(dad3dnet_select, None, index, api_name="dad3dnet_select", api_visibility="private").success(
-        dad3dnet_example, index, [image, picked, description], api_name="dad3dnet_example"
-    ).success(dad3dnet_align, [image, picked], align_outputs, api_name="dad3dnet_select_align", api_visibility="private")
+    wire_example_gallery(
+        "dad3dnet",
+        "align",
+        load=lambda: load_resources(dad3dnet),
+        gallery_update=lambda resources: gr.Gallery(value=_gallery(resources), label=GALLERY_LABEL),
+        first_view=_first_view_values,
+        example_view=_example_view,
+        run=lambda image, picked, resources: align(image, resources, example_truth(image, picked, resources)),
+        components={
+            "gallery": gallery, "index": index, "picked": picked, "image": image,
+            "description": description, "button": button,
+        },
+        outputs=align_outputs,
+        preloaded=bool(view),
+    )
 
 
 def build_demo(dad3dnet: str = DEFAULT_DAD3DNET) -> gr.Blocks:

@@ -33,7 +33,7 @@ from zoo.data.facs import EXPRESSIONS
 from zoo.data.images import ImageInputError, ImageLike, to_pil
 from zoo.data.synthheads.dataset import SynthHeadsConfig
 from zoo.data.synthheads.labels import VA_CIRCUMPLEX_ANGLES
-from zoo.demos import Example, astronaut_example, load_model, on_show, synthheads_config, synthheads_test_rows
+from zoo.demos import Example, astronaut_example, load_model, synthheads_config, synthheads_test_rows, wire_example_gallery
 from zoo.demos import example_truth as shared_example_truth
 from zoo.models.facebehaviornet import AU_DISPLAY_NAMES, AU_THRESHOLD, FaceBehaviorNet
 
@@ -344,6 +344,21 @@ def _first_view(resources: Resources) -> dict[str, Any]:
     }
 
 
+
+def _first_view_values(resources: Resources) -> tuple:
+    """Return the first view's image, picked index, description and outputs, in `wire_example_gallery`'s order."""
+    view = _first_view(resources)
+    return (
+        view["image"], view["picked"], view["description"],
+        view["circumplex"], view["expressions"], view["action_units"], view["report"],
+    )
+
+
+def _example_view(position: Any, resources: Resources) -> tuple:
+    """Return a picked example's image, its index and its description."""
+    image, _, description = example(position, resources)
+    return image, int(position), description
+
 def render(facebehaviornet: str = DEFAULT_FACEBEHAVIORNET) -> None:
     """Add the FaceBehaviorNet demo's components and events to the current Blocks or Tab.
 
@@ -353,37 +368,6 @@ def render(facebehaviornet: str = DEFAULT_FACEBEHAVIORNET) -> None:
     fills itself when it or its tab is first shown. Every event's `api_name` starts with
     `facebehaviornet_`, so several demos can share one app without name clashes.
     """
-
-    def facebehaviornet_setup(image: Image.Image | None):
-        resources = load_resources(facebehaviornet)
-        if image is not None:
-            # A face the user already has stays when the tab is shown again.
-            return (gr.Gallery(value=_gallery(resources), label=GALLERY_LABEL),) + (gr.skip(),) * 7
-        view = _first_view(resources)
-        return (
-            gr.Gallery(value=view["gallery"], label=GALLERY_LABEL),
-            view["image"],
-            view["picked"],
-            view["description"],
-            view["circumplex"],
-            view["expressions"],
-            view["action_units"],
-            view["report"],
-        )
-
-    def facebehaviornet_example(index: float):
-        image, _, description = example(index, load_resources(facebehaviornet))
-        return image, int(index), description
-
-    def facebehaviornet_analyse(image: Image.Image | None, picked: int | None = None):
-        resources = load_resources(facebehaviornet)
-        return analyse(image, resources, example_truth(image, picked, resources))
-
-    def facebehaviornet_select(selection: gr.SelectData) -> int:
-        return selection.index
-
-    def facebehaviornet_upload() -> tuple[None, str]:
-        return None, "Uploaded image: no true labels."
 
     preloaded = _resources.get(str(facebehaviornet))
     view = _first_view(preloaded) if preloaded is not None else {}
@@ -441,37 +425,20 @@ def render(facebehaviornet: str = DEFAULT_FACEBEHAVIORNET) -> None:
         report = gr.JSON(value=view.get("report"), label="FaceBehaviorNet.predict output")
 
     analyse_outputs = [circumplex, expressions, action_units, report]
-    if not view:
-        on_show(
-            facebehaviornet_setup,
-            image,
-            [gallery, image, picked, description, *analyse_outputs],
-            api_name="facebehaviornet_setup",
-        )
-    button.click(facebehaviornet_analyse, [image, picked], analyse_outputs, api_name="facebehaviornet_analyse")
-    image.upload(
-        facebehaviornet_upload,
-        None,
-        [picked, description],
-        api_name="facebehaviornet_upload",
-        api_visibility="private",
-    ).success(
-        facebehaviornet_analyse,
-        [image, picked],
-        analyse_outputs,
-        api_name="facebehaviornet_upload_analyse",
-        api_visibility="private",
-    )
-    gallery.select(
-        facebehaviornet_select, None, index, api_name="facebehaviornet_select", api_visibility="private"
-    ).success(
-        facebehaviornet_example, index, [image, picked, description], api_name="facebehaviornet_example"
-    ).success(
-        facebehaviornet_analyse,
-        [image, picked],
-        analyse_outputs,
-        api_name="facebehaviornet_select_analyse",
-        api_visibility="private",
+    wire_example_gallery(
+        "facebehaviornet",
+        "analyse",
+        load=lambda: load_resources(facebehaviornet),
+        gallery_update=lambda resources: gr.Gallery(value=_gallery(resources), label=GALLERY_LABEL),
+        first_view=_first_view_values,
+        example_view=_example_view,
+        run=lambda image, picked, resources: analyse(image, resources, example_truth(image, picked, resources)),
+        components={
+            "gallery": gallery, "index": index, "picked": picked, "image": image,
+            "description": description, "button": button,
+        },
+        outputs=analyse_outputs,
+        preloaded=bool(view),
     )
 
 

@@ -31,7 +31,7 @@ from PIL import Image
 
 from zoo.data.digit_attributes import ATTRIBUTE_TASK, ATTRIBUTES, DATASET_NAME, DIGIT_TASK
 from zoo.data.images import ImageInputError, ImageLike, to_pil
-from zoo.demos import load_model, on_show
+from zoo.demos import load_model, wire_example_gallery
 from zoo.evaluation import EvaluationError, build_dataset
 from zoo.models.mtl_dm import MULTILABEL_THRESHOLD, MultiTaskClassifier
 
@@ -380,6 +380,21 @@ def _first_view(resources: Resources) -> dict[str, Any]:
     }
 
 
+
+def _first_view_values(resources: Resources) -> tuple:
+    """Return the first view's image, picked index, description, outputs and gallery index, in `wire_example_gallery`'s order."""
+    view = _first_view(resources)
+    return (
+        view["image"], view["picked"], view["description"],
+        view["scan"], view["digits"], view["attributes"], view["summary"], view["report"], 0,
+    )
+
+
+def _example_view(position: Any, resources: Resources) -> tuple:
+    """Return a picked example's image, its index and its description."""
+    image, _, description = example(position, resources)
+    return _upscale(image), int(position), description
+
 def render(mtl_dm: str = DEFAULT_MTL_DM) -> None:
     """Add the MTL-DM demo's components and events to the current Blocks or Tab.
 
@@ -389,39 +404,6 @@ def render(mtl_dm: str = DEFAULT_MTL_DM) -> None:
     fills itself when it or its tab is first shown. Every event's `api_name` starts with
     `mtl_dm_`, so several demos can share one app without name clashes.
     """
-
-    def mtl_dm_setup(image: Image.Image | None):
-        resources = load_resources(mtl_dm)
-        if image is not None:
-            # A digit the user already has stays when the tab is shown again.
-            return (gr.Gallery(value=_gallery(resources), label=GALLERY_LABEL),) + (gr.skip(),) * 9
-        view = _first_view(resources)
-        return (
-            gr.Gallery(value=view["gallery"], label=GALLERY_LABEL),
-            view["image"],
-            view["picked"],
-            view["description"],
-            view["scan"],
-            view["digits"],
-            view["attributes"],
-            view["summary"],
-            view["report"],
-            0,
-        )
-
-    def mtl_dm_example(index: float):
-        image, _, description = example(index, load_resources(mtl_dm))
-        return _upscale(image), int(index), description
-
-    def mtl_dm_classify(image: Image.Image | None, picked: int | None = None):
-        resources = load_resources(mtl_dm)
-        return classify(image, resources, example_truth(image, picked, resources))
-
-    def mtl_dm_select(selection: gr.SelectData) -> int:
-        return selection.index
-
-    def mtl_dm_upload() -> tuple[None, str]:
-        return None, "Uploaded image: no true labels."
 
     preloaded = _resources.get(str(mtl_dm))
     view = _first_view(preloaded) if preloaded is not None else {}
@@ -479,21 +461,21 @@ def render(mtl_dm: str = DEFAULT_MTL_DM) -> None:
         report = gr.JSON(value=view.get("report"), label="MultiTaskClassifier.predict output")
 
     classify_outputs = [scan, digits, attributes, summary, report]
-    if not view:
-        on_show(
-            mtl_dm_setup,
-            image,
-            [gallery, image, picked, description, *classify_outputs, index],
-            api_name="mtl_dm_setup",
-        )
-    button.click(mtl_dm_classify, [image, picked], classify_outputs, api_name="mtl_dm_classify")
-    image.upload(mtl_dm_upload, None, [picked, description], api_name="mtl_dm_upload", api_visibility="private").success(
-        mtl_dm_classify, [image, picked], classify_outputs, api_name="mtl_dm_upload_classify", api_visibility="private"
-    )
-    gallery.select(mtl_dm_select, None, index, api_name="mtl_dm_select", api_visibility="private").success(
-        mtl_dm_example, index, [image, picked, description], api_name="mtl_dm_example"
-    ).success(
-        mtl_dm_classify, [image, picked], classify_outputs, api_name="mtl_dm_select_classify", api_visibility="private"
+    wire_example_gallery(
+        "mtl_dm",
+        "classify",
+        load=lambda: load_resources(mtl_dm),
+        gallery_update=lambda resources: gr.Gallery(value=_gallery(resources), label=GALLERY_LABEL),
+        first_view=_first_view_values,
+        example_view=_example_view,
+        run=lambda image, picked, resources: classify(image, resources, example_truth(image, picked, resources)),
+        components={
+            "gallery": gallery, "index": index, "picked": picked, "image": image,
+            "description": description, "button": button,
+        },
+        outputs=classify_outputs,
+        setup_extra=[index],
+        preloaded=bool(view),
     )
 
 
