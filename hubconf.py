@@ -96,3 +96,23 @@ def dad3dnet_synthheads(pretrained: bool = True, **kwargs):
         **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
     """
     return _load("dad3dnet-synthheads", pretrained, kwargs)
+
+
+def mtl_dm_digits(pretrained: bool = True, **kwargs):
+    """MTL-DM classifier on handwritten digits: a digit head and a class-level attribute head, coupled by distribution matching.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("mtl-dm-digits", pretrained, kwargs)
+
+
+def mtl_dm_synthheads(pretrained: bool = True, **kwargs):
+    """MTL-DM classifier on SynthHeads faces: expression and action-unit heads coupled by the expert relatedness table.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("mtl-dm-synthheads", pretrained, kwargs)

@@ -26,6 +26,21 @@ TINY_WIDTHS = (4, 8)
 LABEL_NAMES = ("digits 01234", "digits 56789")
 # Constructor arguments of tiny models whose classes are not classifiers.
 TINY_ARGUMENTS = {
+    "MultiTaskClassifier": {
+        "tasks": [
+            {"name": "digit", "kind": "multiclass", "label_names": [str(digit) for digit in range(10)]},
+            {"name": "attributes", "kind": "multilabel", "label_names": ["even", "prime"]},
+        ],
+        "encoder": {"type": "conv", "widths": [4, 8]},
+        "preprocessing": {"image_size": 8, "mode": "L", "mean": [0.5], "std": [0.5]},
+        "data": {"name": "digit-attributes", "seed": 0, "overrides": {"attributes": ["even", "prime"]}},
+    },
+    "FaceBehaviorNet": {
+        "encoder": {"type": "conv", "widths": [4, 8]},
+        "preprocessing": {"image_size": 32, "mode": "RGB", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+        "data": {"name": "synthheads", "seed": 0, "cache": False, "num_identities": 4, "images_per_identity": 4,
+                 "image_size": 32, "conditioning": False, "splits": {"train": 0.5, "validation": 0.25, "test": 0.25}},
+    },
     "DAD3DNet": {
         "image_size": 32, "stem_width": 4, "encoder_widths": (8, 8, 8, 8), "pyramid_channels": 8, "head_hidden": 8,
         "data": {"name": "synthheads", "seed": 0, "cache": False, "num_identities": 4, "images_per_identity": 4,

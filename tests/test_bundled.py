@@ -81,3 +81,35 @@ def test_aligner_beats_mean_face_twice(model_id):
 
     assert results["metrics"]["nme_reprojection"] * 2 <= baseline["nme_reprojection"]
     assert results["metrics"]["pose_error"] * 2 <= baseline["pose_error"]
+
+
+# Multi-task checkpoints: every summary metric appears in the card with 4 decimals.
+MULTITASK_IDS = sorted(
+    model_id for model_id, entry in REGISTRY.items() if entry.model_class in ("MultiTaskClassifier", "FaceBehaviorNet")
+)
+
+
+@pytest.mark.parametrize("model_id", MULTITASK_IDS)
+def test_multitask_card_shows_results(model_id):
+    results = json.loads((repo_root() / "cards" / "results" / f"{model_id}.json").read_text())
+    card = (bundled_checkpoint_dir() / model_id / "README.md").read_text()
+
+    for key, summary in results["summary"].items():
+        assert f"{summary['mean']:.4f}" in card, key
+        assert f"value: {round(results['metrics'][key], 4)}" in card, key
+
+
+@pytest.mark.parametrize("model_id", MULTITASK_IDS)
+def test_multitask_checkpoint_predicts(model_id):
+    model = zoo.load(model_id)
+    if REGISTRY[model_id].dataset.startswith("digits"):
+        from zoo.data.digit_attributes import build_digit_attributes
+
+        image = build_digit_attributes(seed=0)["test"][0]["image"]
+    else:
+        image = astronaut_head()
+
+    result = model.predict(image)
+
+    assert json.loads(json.dumps(result)) == result
+    assert result

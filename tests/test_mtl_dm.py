@@ -306,7 +306,7 @@ def test_builder_rejects_unknown_attribute():
 def test_class_attributes_follow_the_digit(digits):
     table = np.asarray(digits["test"]["true_attributes"])
     true_digits = np.asarray(digits["test"]["digit"])
-    columns = {name: ATTRIBUTE_NAMES.index(name) for name in CLASS_ATTRIBUTES}
+    columns = {name: ATTRIBUTE_NAMES.index(name) for name in CLASS_ATTRIBUTES if name in ATTRIBUTE_NAMES}
 
     assert (table[:, columns["even"]] == (true_digits % 2 == 0)).all()
     assert (table[:, columns["prime"]] == np.isin(true_digits, (2, 3, 5, 7))).all()
@@ -353,7 +353,7 @@ def test_em_relatedness_beats_counts_with_few_labels(unbalanced):
     oracle = estimate_digit_relatedness(unbalanced, method="oracle").matrix
     counted = estimate_digit_relatedness(unbalanced, method="cross-annotation")
     fitted = estimate_digit_relatedness(unbalanced, method="cross-annotation-em")
-    class_columns = [ATTRIBUTE_NAMES.index(name) for name in CLASS_ATTRIBUTES]
+    class_columns = [ATTRIBUTE_NAMES.index(name) for name in CLASS_ATTRIBUTES if name in ATTRIBUTE_NAMES]
 
     assert "counted on the 1027 attribute-annotated" in counted.provenance
     assert "51 digit-annotated" in fitted.provenance
@@ -382,3 +382,63 @@ def test_multitask_tensors_mask_missing_tasks(digits):
     assert inputs.shape == (len(digits["train"]), 64)
     assert targets[DIGIT_TASK].dtype == torch.long
     assert ((targets[DIGIT_TASK] >= 0) != (targets[ATTRIBUTE_TASK] >= 0).all(dim=1)).all()
+
+
+def test_scarce_split_leaves_unlabelled_scans():
+    scarce = build_digit_attributes(seed=0, digit_fraction=0.05, attribute_fraction=0.05)
+    train = scarce["train"]
+    true_digits = np.asarray(train["digit"])
+    has_digit = np.asarray(train["label"]) >= 0
+    has_attributes = (np.asarray(train["attributes"]) >= 0).all(axis=1)
+    annotation = np.asarray(train["annotation"])
+
+    assert not (has_digit & has_attributes).any()
+    assert ((np.asarray(train["attributes"]) >= 0).any(axis=1) == has_attributes).all()
+    assert (annotation[~has_digit & ~has_attributes] == "none").all()
+    assert set(annotation) == {"digit", "attributes", "none"}
+    for digit in range(10):
+        members = int((true_digits == digit).sum())
+        assert int(has_attributes[true_digits == digit].sum()) == round(0.05 * members)
+        assert int(has_digit[true_digits == digit].sum()) == round(0.05 * members)
+    assert config_of(scarce).attribute_fraction == 0.05
+
+
+def test_scarce_split_keeps_digit_labels_of_default_build(unbalanced):
+    scarce = build_digit_attributes(seed=0, digit_fraction=0.05, attribute_fraction=0.1)
+
+    # The attribute draw comes after the digit draw, so the digit labels match the unbalanced build.
+    assert scarce["train"]["label"] == unbalanced["train"]["label"]
+    assert scarce["validation"]["attributes"] == unbalanced["validation"]["attributes"]
+
+
+def test_scarce_split_relatedness_uses_attribute_scans():
+    scarce = build_digit_attributes(seed=0, digit_fraction=0.05, attribute_fraction=0.05)
+
+    table = estimate_digit_relatedness(scarce)
+
+    assert np.isfinite(table.matrix).all()
+    assert "the 51 attribute-annotated training scans" in table.provenance
+
+
+@pytest.mark.parametrize(
+    ("fractions", "message"),
+    [((0.5, 0.0), "attribute_fraction must lie"), ((0.5, 1.0), "attribute_fraction must lie"), ((0.6, 0.5), "sum to more than 1")],
+)
+def test_attribute_fraction_checked(fractions, message):
+    digit_fraction, attribute_fraction = fractions
+    with pytest.raises(ValueError, match=message):
+        build_digit_attributes(digit_fraction=digit_fraction, attribute_fraction=attribute_fraction)
+
+
+def test_glyph_attributes_identify_the_digit():
+    built = build_digit_attributes(seed=0, attributes=CLASS_ATTRIBUTES)
+    table = np.asarray(built["test"]["true_attributes"])
+    true_digits = np.asarray(built["test"]["digit"])
+    curved = CLASS_ATTRIBUTES.index("curved")
+    symmetric = CLASS_ATTRIBUTES.index("mirror_symmetric")
+
+    assert (table[:, curved] == ~np.isin(true_digits, (1, 4, 7))).all()
+    assert (table[:, symmetric] == np.isin(true_digits, (0, 1, 8))).all()
+    codes = {tuple(table[true_digits == digit][0]) for digit in range(10)}
+    assert len(codes) == 10
+    assert "curved" not in ATTRIBUTE_NAMES

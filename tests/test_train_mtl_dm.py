@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -28,7 +29,7 @@ train_mtl_dm = load_script("train_mtl_dm")
 mtl_case_study = load_script("mtl_case_study")
 
 
-CONFIG = TRAINING / "configs" / "mtl-dm-digits.yaml"
+CONFIG = TRAINING / "configs" / "mtl-dm-digits-rich-attributes.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_default_variant_and_output_folder(tmp_path, cached_data, monkeypatch):
 
     assert train_mtl_dm.main(["--config", str(config), "--cpu"]) == 0
 
-    summary = json.loads((tmp_path / "runs" / "mtl-dm-digits" / "seed-0" / "training_summary.json").read_text())
+    summary = json.loads((tmp_path / "runs" / "mtl-dm-digits-rich-attributes" / "seed-0" / "training_summary.json").read_text())
     assert summary["variant"] == "both"
     assert cached_data == [{"name": "digit-attributes", "seed": 0, "overrides": {"digit_fraction": 0.05}}]
 
@@ -207,11 +208,12 @@ def test_case_study_writes_table(tmp_path, cached_data, monkeypatch):
     assert isinstance(checks["both"]["negative_transfer"], bool)
     assert set(checks["both"]["tasks"]) == {DIGIT_TASK, ATTRIBUTE_TASK}
     assert checks["both"]["tasks"][DIGIT_TASK]["paired_seeds"] == 1
-    assert report["protocol"]["digit_labelled"] == 51
+    assert report["protocol"]["class_labelled"] == 51
     assert report["protocol"]["attribute_labelled"] == 1027
+    assert report["protocol"]["unlabelled"] == 0
     assert "rule product" in report["row_settings"]["both (product rule)"]
     assert "rule weighted-sum" in report["row_settings"]["both"]
-    extra_model = MultiTaskClassifier.from_pretrained(tmp_path / "runs" / "mtl-dm-digits-both-product-rule" / "seed-0")
+    extra_model = MultiTaskClassifier.from_pretrained(tmp_path / "runs" / "mtl-dm-digits-rich-attributes-both-product-rule" / "seed-0")
     assert extra_model.config["training"]["config"]["coupling"]["class_target_rule"] == "product"
 
     markdown = output.with_suffix(".md").read_text()
@@ -234,3 +236,167 @@ def test_case_study_writes_table(tmp_path, cached_data, monkeypatch):
 def test_case_study_rejects_bad_extra_variant(entry, message):
     with pytest.raises(SystemExit, match=message):
         mtl_case_study.extra_variants({"case_study": {"extra_variants": [entry]}}, train_mtl_dm)
+
+
+# SynthHeads expressions and AUs ----------------------------------------------------------------
+
+FACE_CONFIG = TRAINING / "configs" / "mtl-dm-synthheads.yaml"
+TINY_FACES = {
+    "name": "synthheads", "seed": 0, "cache": False, "num_identities": 10, "images_per_identity": 4, "image_size": 16,
+    "conditioning": False, "splits": {"train": 0.6, "validation": 0.2, "test": 0.2},
+}
+
+
+@pytest.fixture(scope="module")
+def faces():
+    from zoo.evaluation import build_dataset
+
+    return build_dataset(TINY_FACES)
+
+
+@pytest.fixture
+def cached_faces(monkeypatch, faces):
+    monkeypatch.setattr(train_mtl_dm, "build_dataset", lambda data: faces)
+    monkeypatch.setattr(mtl_case_study, "build_dataset", lambda data: faces)
+    monkeypatch.setattr(mtl_case_study, "load_training_script", lambda: train_mtl_dm)
+
+
+def tiny_face_config(tmp_path: Path, **changes) -> Path:
+    config = yaml.safe_load(FACE_CONFIG.read_text())
+    config["data"] = dict(TINY_FACES)
+    config["model"] = {
+        "encoder": {"type": "conv", "widths": [4, 8]},
+        "preprocessing": {"image_size": 16, "mode": "RGB", "mean": [0.5] * 3, "std": [0.5] * 3},
+    }
+    config["training"].update(epochs=1, batch_size=64, min_samples_per_epoch=0)
+    config.update(changes)
+    path = tmp_path / "faces.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_face_label_sets_are_disjoint_and_seeded():
+    annotation = {"expression": 0.1, "action_units": 0.2, "seed": 3}
+
+    label_sets = train_mtl_dm.face_label_sets(200, annotation)
+
+    assert (label_sets == 0).sum() == 20
+    assert (label_sets == 1).sum() == 40
+    assert (label_sets == -1).sum() == 140
+    assert (train_mtl_dm.face_label_sets(200, annotation) == label_sets).all()
+    assert (train_mtl_dm.face_label_sets(200, {**annotation, "seed": 4}) != label_sets).any()
+
+
+def test_face_label_sets_full_coverage():
+    label_sets = train_mtl_dm.face_label_sets(7, {"expression": 0.5, "action_units": 0.5, "seed": 0})
+
+    assert (label_sets >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("annotation", "message"),
+    [
+        ({"expression": 0.7, "action_units": 0.5}, "sum to at most 1"),
+        ({"expression": 0.0}, "must lie in"),
+        ({"valence_arousal": 0.2}, "unknown annotation settings"),
+    ],
+)
+def test_face_annotation_checked(annotation, message):
+    with pytest.raises(SystemExit, match=message):
+        train_mtl_dm.face_annotation({"annotation": annotation})
+
+
+def test_face_training_targets_masked(faces):
+    config = yaml.safe_load(FACE_CONFIG.read_text())
+    config["data"] = dict(TINY_FACES)
+    preprocessing = {"image_size": 16, "mode": "RGB"}
+
+    inputs, targets = train_mtl_dm.split_tensors(config, faces, "train", preprocessing)
+    _, validation = train_mtl_dm.split_tensors(config, faces, "validation", preprocessing)
+
+    label_sets = train_mtl_dm.face_label_sets(len(faces["train"]), train_mtl_dm.face_annotation(config))
+    assert inputs.shape == (len(faces["train"]), 3, 16, 16)
+    assert ((targets["expression"] >= 0).numpy() == (label_sets == 0)).all()
+    assert ((targets["action_units"] >= 0).all(dim=1).numpy() == (label_sets == 1)).all()
+    assert ((targets["action_units"] < 0).all(dim=1).numpy() == (label_sets != 1)).all()
+    assert (validation["expression"] >= 0).all()
+    assert (validation["action_units"] >= 0).all()
+
+
+def test_face_relatedness_expert_and_oracle(faces):
+    from zoo.data.facs import expert_relatedness
+
+    config = {"data": dict(TINY_FACES), "relatedness": {"method": "expert"}}
+
+    expert = train_mtl_dm.estimate_relatedness(config, faces)
+    oracle = train_mtl_dm.estimate_relatedness(config, faces, "oracle")
+
+    assert np.array_equal(expert.matrix, expert_relatedness().matrix)
+    assert expert.class_names[0] == "neutral"
+    assert oracle.kind == "estimated"
+    assert "hidden true labels" in oracle.provenance
+    with pytest.raises(SystemExit, match="must be one of"):
+        train_mtl_dm.estimate_relatedness(config, faces, "cross-annotation-em")
+
+
+def test_face_both_one_epoch_run(tmp_path, cached_faces, faces):
+    config = tiny_face_config(tmp_path)
+
+    summary = train(config, tmp_path / "out")
+
+    model = zoo.load(tmp_path / "out")
+    assert model.task_names == ["expression", "action_units"]
+    assert model.relatedness_table().kind == "expert"
+    assert model.config["data"]["annotation"] == train_mtl_dm.face_annotation(yaml.safe_load(config.read_text()))
+    assert {"coannotation_class_to_attribute", "matching_attribute_to_class"} <= set(summary["final_epoch_losses"])
+    # A multi-task run trains on every training image, whichever label set it keeps.
+    assert summary["train_samples"] == len(faces["train"]) == 24
+
+
+def test_face_single_task_trains_on_its_labels(tmp_path, cached_faces):
+    config = tiny_face_config(tmp_path)
+    annotation = train_mtl_dm.face_annotation(yaml.safe_load(config.read_text()))
+
+    summary = train(config, tmp_path / "out", "--variant", "single-task", "--task", "action_units")
+
+    assert summary["train_samples"] == int((train_mtl_dm.face_label_sets(24, annotation) == 1).sum())
+    assert set(summary["validation"]) == {"action_units"}
+
+
+def test_unknown_dataset_rejected(tmp_path):
+    config = tiny_face_config(tmp_path, data={"name": "coloured-digits"})
+
+    with pytest.raises(SystemExit, match="data.name must be one of"):
+        train_mtl_dm.main(["--config", str(config), "--cpu"])
+
+
+def test_face_case_study_writes_table(tmp_path, cached_faces):
+    output = tmp_path / "results" / "faces"
+    config = tiny_face_config(tmp_path, case_study={})
+    argv = ["--config", str(config), "--seeds", "0", "--splits", "validation", "--runs-dir", str(tmp_path / "runs"), "--output", str(output)]
+
+    assert mtl_case_study.main(argv) == 0
+
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert list(report["tables"]["validation"]) == [
+        "single-task (expression)", "single-task (action_units)", "multitask", "coannotation", "distribution-matching", "both",
+    ]
+    assert report["relatedness"]["method"] == "expert"
+    assert report["protocol"]["class_task"] == "expression"
+    assert report["protocol"]["class_labelled"] + report["protocol"]["attribute_labelled"] + report["protocol"]["unlabelled"] == 24
+    markdown = output.with_suffix(".md").read_text()
+    assert "| single-task (action_units) |" in markdown
+    assert "expression accuracy, action_units mean F1" in markdown
+
+
+def test_scarce_digits_config_builds():
+    config = train_mtl_dm.load_config(TRAINING / "configs" / "mtl-dm-digits.yaml")
+    dataset = build_digit_attributes(seed=config["data"]["seed"], **config["data"]["overrides"])
+
+    protocol = mtl_case_study.annotation_protocol(config, dataset, train_mtl_dm.data_tasks(config, dataset), train_mtl_dm)
+
+    assert protocol["class_labelled"] == 51
+    assert protocol["attribute_labelled"] == 51
+    assert protocol["unlabelled"] == 976
+    assert train_mtl_dm.coupling_settings(config)["class_target_rule"] == "product"
+    assert "both (weighted-sum rule)" in [entry["name"] for entry in mtl_case_study.extra_variants(config, train_mtl_dm)]

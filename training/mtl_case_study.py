@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.data.digit_attributes import config_of, dataset_tasks, estimate_digit_relatedness, multitask_tensors
+from zoo.data.digit_attributes import config_of
 from zoo.evaluation import build_dataset
 from zoo.models import MultiTaskClassifier
 
@@ -120,10 +120,10 @@ def folder_name(config: dict[str, Any], run: dict[str, Any], trainer) -> str:
     return f"{config['model_id']}-{slug}"
 
 
-def score_model(model: MultiTaskClassifier, dataset, splits: list[str], trainer) -> dict[str, Any]:
+def score_model(model: MultiTaskClassifier, config: dict[str, Any], dataset, splits: list[str], trainer) -> dict[str, Any]:
     scores = {}
     for split in splits:
-        inputs, targets = multitask_tensors(dataset[split], model.preprocessing)
+        inputs, targets = trainer.split_tensors(config, dataset, split, model.preprocessing)
         scores[split] = trainer.task_metrics(model.predict_probabilities(inputs), targets, model.tasks)
     return scores
 
@@ -221,15 +221,18 @@ def verdict_line(row: str, check: dict[str, Any]) -> str:
 
 def markdown_report(report: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
     protocol = report["protocol"]
+    unlabelled = ""
+    if protocol["unlabelled"]:
+        unlabelled = f" and {protocol['unlabelled']} with no label, which only the distribution-matching terms train on"
     lines = [
         f"# {report['model_id']}: multi-task case study",
         "",
         f"Command: `{report['command']}`",
         "",
         f"Seeds {report['seeds']}; mean ± sample standard deviation over seeds. Data: {report['data']}. "
-        f"Training annotation: {protocol['digit_labelled']} scans with only a digit label "
-        f"({protocol['digit_labels_per_class']} per digit, digit_fraction {protocol['digit_fraction']}) and "
-        f"{protocol['attribute_labelled']} with only attribute labels.",
+        f"Training annotation ({protocol['settings']}): {protocol['class_labelled']} samples with only "
+        f"{protocol['class_task']} labels ({protocol['class_labels_per_class']} per class), "
+        f"{protocol['attribute_labelled']} with only {protocol['attribute_task']} labels" + unlabelled + ".",
         "",
         f"Relatedness: {report['relatedness']['provenance']} Mean absolute difference from the table counted on the "
         f"hidden true training labels: {report['relatedness']['mean_absolute_difference_to_oracle']:.3f}.",
@@ -254,8 +257,9 @@ def markdown_report(report: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
         size = report["split_sizes"][split]
         lines += [
             f"Negative-transfer verdict ({split}). A multi-task row shows negative transfer when its mean primary metric "
-            "(digit accuracy, attribute mean F1) is below the single-task mean on at least one task. "
-            f"The {split} split has {size} samples, so one sample moves digit accuracy by {1 / size:.4f}; "
+            f"({protocol['class_task']} accuracy, {protocol['attribute_task']} mean F1) is below the single-task mean on "
+            f"at least one task. The {split} split has {size} samples, so one sample moves {protocol['class_task']} "
+            f"accuracy by {1 / size:.4f}; "
             "differences smaller than the standard deviations above are within seed noise.",
             "",
         ]
@@ -274,28 +278,55 @@ def markdown_report(report: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
                 values = [f"{cells[task['name']][f'f1/{label}']['mean']:.3f}" for label in labels]
                 lines.append(f"| {row} | " + " | ".join(values) + " |")
             lines.append("")
-    lines.append(f"Trained on {report['hardware']} in {report['wall_seconds']:.0f} s.")
+    reused = sum(run["reused"] for run in report["runs"])
+    if reused:
+        lines.append(
+            f"{reused} of {len(report['runs'])} runs were trained by an earlier call with the same config and reused "
+            f"(--reuse); this call trained the rest and scored all of them on {report['hardware']} in "
+            f"{report['wall_seconds']:.0f} s."
+        )
+    else:
+        lines.append(f"Trained on {report['hardware']} in {report['wall_seconds']:.0f} s.")
     return "\n".join(lines) + "\n"
 
 
-def annotation_protocol(dataset) -> dict[str, Any]:
-    """Return the training split's annotation counts: scans per annotation and digit labels per digit."""
+def annotation_protocol(config: dict[str, Any], dataset, tasks: list[dict[str, Any]], trainer) -> dict[str, Any]:
+    """Return the training split's annotation: the settings, the samples per label set and the class labels per class."""
     train = dataset["train"]
-    labels = np.asarray(train["label"])
-    annotations = list(train["annotation"])
-    per_class = np.bincount(labels[labels >= 0], minlength=10)
+    if trainer.dataset_name(config) == trainer.FACE_DATASET:
+        annotation = trainer.face_annotation(config)
+        label_sets = trainer.face_label_sets(len(train), annotation)
+        labels = np.where(label_sets == 0, np.asarray(train["expression"]), -1)
+        settings = ", ".join(f"{key} {value:g}" for key, value in annotation.items())
+    else:
+        annotations = np.asarray(train["annotation"])
+        label_sets = np.select([annotations == "digit", annotations == "attributes"], [0, 1], default=-1)
+        labels = np.asarray(train["label"])
+        data_config = config_of(dataset)
+        settings = f"digit_fraction {data_config.digit_fraction:g}"
+        if data_config.attribute_fraction is not None:
+            settings += f", attribute_fraction {data_config.attribute_fraction:g}"
+    per_class = np.bincount(labels[labels >= 0], minlength=len(tasks[0]["label_names"]))
     return {
-        "digit_fraction": config_of(dataset).digit_fraction,
-        "digit_labelled": annotations.count("digit"),
-        "attribute_labelled": annotations.count("attributes"),
-        "digit_labels_per_class": f"{per_class.min()}" if per_class.min() == per_class.max() else f"{per_class.min()}-{per_class.max()}",
+        "settings": settings,
+        "class_task": tasks[0]["name"],
+        "attribute_task": tasks[1]["name"],
+        "class_labelled": int((label_sets == 0).sum()),
+        "attribute_labelled": int((label_sets == 1).sum()),
+        "unlabelled": int((label_sets == -1).sum()),
+        "class_labels_per_class": f"{per_class.min()}" if per_class.min() == per_class.max() else f"{per_class.min()}-{per_class.max()}",
     }
+
+
+def relatedness_method(config: dict[str, Any], trainer) -> str:
+    """Return the relatedness method a config trains with: its own, else the dataset's default."""
+    return (config.get("relatedness") or {}).get("method") or trainer.RELATEDNESS_METHODS[trainer.dataset_name(config)][0]
 
 
 def row_settings(config: dict[str, Any], extras: list[dict[str, Any]], trainer) -> dict[str, str]:
     """Return a short description of the coupling each coupled row trains with."""
     base = trainer.coupling_settings(config)
-    method = (config.get("relatedness") or {}).get("method", trainer.DEFAULT_RELATEDNESS_METHOD)
+    method = relatedness_method(config, trainer)
 
     def describe(settings: dict[str, Any], variant: str, relatedness: str) -> str:
         parts = []
@@ -317,7 +348,7 @@ def row_settings(config: dict[str, Any], extras: list[dict[str, Any]], trainer) 
     settings = {variant: describe(base, variant, method) for variant in MULTITASK_VARIANTS if variant != "multitask"}
     for extra in extras:
         changed = trainer.apply_overrides(copy.deepcopy(config), [f"{key}={json.dumps(value)}" for key, value in extra["set"].items()])
-        extra_method = (changed.get("relatedness") or {}).get("method", trainer.DEFAULT_RELATEDNESS_METHOD)
+        extra_method = relatedness_method(changed, trainer)
         settings[extra["name"]] = describe(trainer.coupling_settings(changed), extra["variant"], extra_method)
     return settings
 
@@ -330,8 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     model_id = config["model_id"]
     runs_dir = Path(args.runs_dir or f"runs/{model_id}-case-study")
     output = Path(args.output or f"cards/results/{model_id}-case-study")
+    trainer.dataset_name(config)
     dataset = build_dataset(config["data"])
-    tasks = dataset_tasks(dataset)
+    tasks = trainer.data_tasks(config, dataset)
     missing = [split for split in args.splits if split not in dataset]
     if missing:
         raise SystemExit(f"error: splits {missing} not in the dataset; available: {sorted(dataset)}")
@@ -341,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for run in planned_runs(tasks, extras):
             folder = runs_dir / folder_name(config, run, trainer) / f"seed-{seed}"
-            if not (args.reuse and (folder / "model.safetensors").is_file()):
+            reused = args.reuse and (folder / "model.safetensors").is_file()
+            if not reused:
                 command = ["--config", args.config, "--variant", run["variant"], "--seed", str(seed), "--output-dir", str(folder), "--cpu"]
                 if run["task"]:
                     command += ["--task", run["task"]]
@@ -352,27 +385,29 @@ def main(argv: list[str] | None = None) -> int:
                 trainer.main(command)
             model = MultiTaskClassifier.from_pretrained(folder)
             results.append(
-                {**run, "seed": seed, "folder": str(folder), "scores": score_model(model, dataset, args.splits, trainer)}
+                {
+                    **run, "seed": seed, "folder": str(folder), "reused": reused,
+                    "scores": score_model(model, config, dataset, args.splits, trainer),
+                }
             )
 
     tables = {split: aggregate(results, tasks, split) for split in args.splits}
-    method = (config.get("relatedness") or {}).get("method", trainer.DEFAULT_RELATEDNESS_METHOD)
-    pseudocount = float((config.get("relatedness") or {}).get("pseudocount", 0.0))
-    estimate = estimate_digit_relatedness(dataset, method=method, pseudocount=pseudocount)
-    oracle = estimate_digit_relatedness(dataset, method="oracle")
+    method = relatedness_method(config, trainer)
+    estimate = trainer.estimate_relatedness(config, dataset)
+    oracle = trainer.estimate_relatedness(config, dataset, "oracle")
     report = {
         "model_id": model_id,
         "command": "python training/mtl_case_study.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seeds": list(args.seeds),
         "data": config["data"],
-        "protocol": annotation_protocol(dataset),
+        "protocol": annotation_protocol(config, dataset, tasks, trainer),
         "config": config,
         "row_settings": row_settings(config, extras, trainer),
         "relatedness": {
             "method": method,
             "provenance": estimate.provenance,
-            "mean_absolute_difference_to_oracle": float(np.abs(estimate.matrix - oracle.matrix).mean()),
+            "mean_absolute_difference_to_oracle": float(np.nanmean(np.abs(estimate.matrix - oracle.matrix))),
             "matrix": estimate.to_dict()["matrix"],
         },
         "split_sizes": {split: len(dataset[split]) for split in args.splits},

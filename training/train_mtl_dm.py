@@ -1,6 +1,7 @@
 """Train a multi-task classifier with distribution matching (MTL-DM) or one of its baselines, with Accelerate.
 
     python training/train_mtl_dm.py --config training/configs/mtl-dm-digits.yaml
+    python training/train_mtl_dm.py --config training/configs/mtl-dm-synthheads.yaml
     python training/train_mtl_dm.py --config ... --variant single-task --task digit --seed 1
     accelerate launch --cpu --num_processes 2 training/train_mtl_dm.py --config ...
 
@@ -14,9 +15,21 @@ Variants (`variant` in the config, or `--variant`) share the encoder, heads and 
   every sample;
 - `both`: `multitask` plus co-annotation and distribution matching, the full method.
 
+Datasets (`data.name`):
+
+- `digit-attributes`: digit class and attributes, annotated as the build records
+  (`zoo.data.digit_attributes`). The relatedness table is estimated from the training
+  annotations (`relatedness.method`, see `estimate_digit_relatedness`).
+- `synthheads`: the 7 expressions (class task) and the 17 AU occurrences (attribute task) of
+  SynthHeads stills. Every image carries both labels, so the config's `annotation` section
+  keeps, per training image, only its expression (fraction `expression`), only its AUs
+  (fraction `action_units`) or no label (the rest), drawn with `annotation.seed`. The
+  relatedness table is `zoo.data.facs.expert_relatedness()` (`relatedness.method: expert`),
+  from which SynthHeads samples the AUs of each expression.
+
 The coupled pair is the dataset's first multiclass task and its first multilabel task. The
-relatedness table is estimated from the training annotations (`relatedness.method`, see
-`zoo.data.digit_attributes.estimate_digit_relatedness`) and stored in the model's config.
+relatedness table is stored in the model's config. Samples without any label stay in the
+training set of the multi-task variants, where only distribution matching uses them.
 
 The coupling defaults (`DEFAULT_COUPLING`) are the losses as recalled from Kollias et al.
 (arXiv 2105.03790 and AAAI 2024): the weighted-sum soft class targets, binary cross-entropy
@@ -47,6 +60,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
@@ -55,9 +69,12 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from zoo.data.digit_attributes import dataset_tasks, estimate_digit_relatedness, multitask_tensors
+from zoo.data import digit_attributes
+from zoo.data.facs import AU_LABELS, EXPRESSIONS, expert_relatedness
+from zoo.data.images import preprocess
 from zoo.evaluation import build_dataset
 from zoo.losses import coannotation_losses, distribution_matching_losses, masked_binary_cross_entropy, masked_cross_entropy
+from zoo.losses.multitask import TaskRelatedness, estimate_cooccurrence
 from zoo.metrics import multiclass_metrics, multilabel_metrics
 from zoo.models import MultiTaskClassifier
 from zoo.training import add_run_arguments, parse_run_arguments, start_accelerator
@@ -79,6 +96,20 @@ DEFAULT_COUPLING: dict[str, Any] = {
     "confidence_weighted": False,
 }
 DEFAULT_RELATEDNESS_METHOD = "cross-annotation-em"
+
+DIGIT_DATASET = "digit-attributes"
+FACE_DATASET = "synthheads"
+DATASETS = (DIGIT_DATASET, FACE_DATASET)
+# Relatedness estimates per dataset; the first is the default.
+RELATEDNESS_METHODS = {DIGIT_DATASET: digit_attributes.RELATEDNESS_METHODS, FACE_DATASET: ("expert", "oracle")}
+# SynthHeads tasks: the 7 expressions (class task) and the 17 AU occurrences (attribute task).
+FACE_TASKS = [
+    {"name": "expression", "kind": "multiclass", "label_names": list(EXPRESSIONS)},
+    {"name": "action_units", "kind": "multilabel", "label_names": list(AU_LABELS)},
+]
+# Fractions of the SynthHeads training images that keep only their expression or only their
+# AUs; the rest keep no label. The seed draws which images keep which.
+DEFAULT_FACE_ANNOTATION: dict[str, Any] = {"expression": 0.5, "action_units": 0.5, "seed": 0}
 
 
 class Progress:
@@ -178,6 +209,117 @@ def coupling_settings(config: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"error: unknown coupling settings {unknown}; expected {sorted(DEFAULT_COUPLING)}")
     return settings
+
+
+# Data -------------------------------------------------------------------------------------------
+
+
+def dataset_name(config: dict[str, Any]) -> str:
+    """Return the config's dataset name; exit with a message when this script cannot train on it."""
+    name = config["data"].get("name")
+    if name not in DATASETS:
+        raise SystemExit(f"error: data.name must be one of {DATASETS}, got {name!r}")
+    return name
+
+
+def data_tasks(config: dict[str, Any], dataset) -> list[dict[str, Any]]:
+    """Return the task specs (name, kind, label_names) of the config's dataset, class task first."""
+    if dataset_name(config) == FACE_DATASET:
+        return [{**task, "label_names": list(task["label_names"])} for task in FACE_TASKS]
+    return digit_attributes.dataset_tasks(dataset)
+
+
+def face_annotation(config: dict[str, Any]) -> dict[str, Any]:
+    """Return the checked SynthHeads `annotation` section merged over `DEFAULT_FACE_ANNOTATION`."""
+    annotation = {**DEFAULT_FACE_ANNOTATION, **(config.get("annotation") or {})}
+    unknown = sorted(set(annotation) - set(DEFAULT_FACE_ANNOTATION))
+    if unknown:
+        raise SystemExit(f"error: unknown annotation settings {unknown}; expected {sorted(DEFAULT_FACE_ANNOTATION)}")
+    fractions = [float(annotation[task["name"]]) for task in FACE_TASKS]
+    if any(not 0.0 < value <= 1.0 for value in fractions) or sum(fractions) > 1.0 + 1e-9:
+        raise SystemExit(
+            f"error: annotation fractions of expression and action_units must lie in (0, 1] and sum to at most 1, got {fractions}"
+        )
+    return annotation
+
+
+def face_label_sets(num_samples: int, annotation: dict[str, Any]) -> np.ndarray:
+    """Return (N,) label sets of the training images: 0 keeps the expression, 1 the AUs, -1 no label.
+
+    Counts are round(fraction * N), and the images are drawn without replacement with the
+    annotation seed, so every variant and training seed gets the same annotation.
+    """
+    counts = [int(round(float(annotation[task["name"]]) * num_samples)) for task in FACE_TASKS]
+    counts[-1] = min(counts[-1], num_samples - counts[0])
+    label_sets = np.full(num_samples, -1, dtype=np.int64)
+    order = np.random.default_rng(int(annotation["seed"])).permutation(num_samples)
+    label_sets[order[: counts[0]]] = 0
+    label_sets[order[counts[0] : counts[0] + counts[1]]] = 1
+    return label_sets
+
+
+def face_tensors(split, preprocessing: dict[str, Any], batch_size: int = 256) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Preprocess a SynthHeads split and return its images with the expression (N,) and AU occurrence (N, 17) targets."""
+    images = [preprocess(split[start : start + batch_size]["image"], preprocessing) for start in range(0, len(split), batch_size)]
+    targets = {
+        "expression": torch.tensor(split["expression"], dtype=torch.long),
+        "action_units": torch.tensor(np.asarray(split["au_occurrence"], dtype=np.float32)),
+    }
+    return torch.cat(images), targets
+
+
+def split_tensors(config: dict[str, Any], dataset, split: str, preprocessing: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Return a split's model inputs and targets per task, -1 where a training sample is not annotated.
+
+    Digit Attributes stores its annotation in the dataset. SynthHeads images carry every
+    label, so its training split keeps only the label set of `face_label_sets`.
+    """
+    if dataset_name(config) == DIGIT_DATASET:
+        return digit_attributes.multitask_tensors(dataset[split], preprocessing)
+    inputs, targets = face_tensors(dataset[split], preprocessing)
+    if split == "train":
+        label_sets = torch.from_numpy(face_label_sets(len(inputs), face_annotation(config)))
+        targets = {
+            "expression": torch.where(label_sets == 0, targets["expression"], torch.full_like(targets["expression"], -1)),
+            "action_units": torch.where(
+                (label_sets == 1)[:, None], targets["action_units"], torch.full_like(targets["action_units"], -1.0)
+            ),
+        }
+    return inputs, targets
+
+
+def estimate_relatedness(config: dict[str, Any], dataset, method: str | None = None) -> TaskRelatedness:
+    """Return the relatedness table of the config's `relatedness` section, or of `method` when given.
+
+    SynthHeads methods: "expert" is `zoo.data.facs.expert_relatedness()`, from which the
+    SynthHeads labels are sampled. "oracle" counts the hidden expressions and AUs of every
+    training image, which training never reads. Digit Attributes methods are those of
+    `zoo.data.digit_attributes.estimate_digit_relatedness`.
+    """
+    settings = config.get("relatedness") or {}
+    name = dataset_name(config)
+    method = method or settings.get("method") or RELATEDNESS_METHODS[name][0]
+    if method not in RELATEDNESS_METHODS[name]:
+        raise SystemExit(f"error: relatedness.method for {name} must be one of {RELATEDNESS_METHODS[name]}, got {method!r}")
+    pseudocount = float(settings.get("pseudocount", 0.0))
+    if name == DIGIT_DATASET:
+        return digit_attributes.estimate_digit_relatedness(dataset, method=method, pseudocount=pseudocount)
+    if method == "expert":
+        return TaskRelatedness.from_facs(expert_relatedness())
+    train = dataset["train"]
+    return estimate_cooccurrence(
+        np.asarray(train["expression"]), np.asarray(train["au_occurrence"]), num_classes=len(EXPRESSIONS),
+        pseudocount=pseudocount, class_names=EXPRESSIONS, attribute_names=AU_LABELS,
+        provenance=f"P(AU | expression) counted on all {len(train)} training images with their hidden true labels "
+        "(oracle reference).",
+    )
+
+
+def data_record(config: dict[str, Any]) -> dict[str, Any]:
+    """Return the data description a checkpoint stores: the data config, with the annotation for SynthHeads."""
+    if dataset_name(config) == FACE_DATASET:
+        return {**config["data"], "annotation": face_annotation(config)}
+    return dict(config["data"])
 
 
 # Losses and metrics -----------------------------------------------------------------------------
@@ -290,7 +432,7 @@ def make_model(
         encoder=model_config.get("encoder"),
         preprocessing=model_config.get("preprocessing"),
         relatedness=relatedness,
-        data=dict(config["data"]),
+        data=data_record(config),
         training={"variant": variant, "task": task, "seed": seed, "config": config},
     )
 
@@ -314,8 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: training epochs must be at least 1, got {epochs}")
 
     # Every process builds the same data from the data seed; no process waits for files.
+    dataset_name(config)
     dataset = build_dataset(config["data"])
-    tasks = dataset_tasks(dataset)
+    tasks = data_tasks(config, dataset)
     variant, task = resolve_variant(config, args, tasks)
     config["variant"], config["task"] = variant, task
     output_dir = Path(args.output_dir or f"runs/{run_name(config, variant, task)}/seed-{seed}")
@@ -329,12 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     coupling = coupling_settings(config)
     relatedness_entries: list[dict[str, Any]] = []
     if coupled:
-        relatedness_config = config.get("relatedness") or {}
-        table = estimate_digit_relatedness(
-            dataset,
-            method=relatedness_config.get("method", DEFAULT_RELATEDNESS_METHOD),
-            pseudocount=float(relatedness_config.get("pseudocount", 0.0)),
-        )
+        table = estimate_relatedness(config, dataset)
         relatedness_entries = [{"class_task": pair[0], "attribute_task": pair[1], **table.to_dict()}]
 
     model = make_model(config, tasks, relatedness_entries, variant, task, seed)
@@ -344,14 +482,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # Targets stay in dataset task order, so loaders yield (inputs, *targets) for every task.
     task_names = [t["name"] for t in tasks]
-    train_inputs, train_targets = multitask_tensors(dataset["train"], model.preprocessing)
+    train_inputs, train_targets = split_tensors(config, dataset, "train", model.preprocessing)
     if task is not None:
         # A single-task model trains only on the samples annotated for its task.
         annotated = train_targets[task] >= 0
         keep = annotated if annotated.ndim == 1 else annotated.any(dim=1)
         train_inputs = train_inputs[keep]
         train_targets = {name: values[keep] for name, values in train_targets.items()}
-    val_inputs, val_targets = multitask_tensors(dataset["validation"], model.preprocessing)
+    val_inputs, val_targets = split_tensors(config, dataset, "validation", model.preprocessing)
     train_set = TensorDataset(train_inputs, *(train_targets[name] for name in task_names))
     val_set = TensorDataset(val_inputs, *(val_targets[name] for name in task_names))
 

@@ -239,6 +239,8 @@ def render_card(model_id: str, output_dir: str | Path | None = None, results_dir
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     environment.filters["pct"] = lambda value: f"{100 * float(value):.1f}"
     environment.globals["case_study_table"] = case_study_table
+    # Lets a card show a related results file, such as the case study of an earlier protocol.
+    environment.globals["load_results"] = lambda name: load_results(name, results_dir)
     body = environment.from_string(source.read_text()).render(
         info=info,
         results=results,

@@ -53,8 +53,10 @@ def _build_digit_attributes(data: dict[str, Any]):
 def _build_synthheads(data: dict[str, Any]):
     from zoo.data.synthheads import build_synthheads
 
-    # Every key but the name is a `build_synthheads` option (a SynthHeadsConfig field, `cache` or `cache_dir`).
-    options = {key: value for key, value in data.items() if key not in ("name", "overrides")}
+    # Every key but the name is a `build_synthheads` option (a SynthHeadsConfig field, `cache` or
+    # `cache_dir`), except `annotation`: multi-task checkpoints record there which labels each
+    # training image kept, which does not change the images.
+    options = {key: value for key, value in data.items() if key not in ("name", "overrides", "annotation")}
     options.update(data.get("overrides") or {})
     return build_synthheads(**options)
 

@@ -176,6 +176,35 @@ DAD3DHEADS_PAPER = Paper(
 }""",
 )
 
+FACEBEHAVIORNET_PAPER = Paper(
+    title="Distribution Matching for Heterogeneous Multi-Task Learning: a Large-scale Face Study",
+    authors="Dimitrios Kollias, Viktoriia Sharmanska, Stefanos Zafeiriou",
+    venue="arXiv preprint 2105.03790 (extends arXiv 1910.11111, Face Behavior a la carte)",
+    year=2021,
+    url="https://arxiv.org/abs/2105.03790",
+    bibtex="""@article{kollias2021distribution,
+  title   = {Distribution Matching for Heterogeneous Multi-Task Learning: a Large-scale Face Study},
+  author  = {Kollias, Dimitrios and Sharmanska, Viktoriia and Zafeiriou, Stefanos},
+  journal = {arXiv preprint arXiv:2105.03790},
+  year    = {2021}
+}""",
+)
+
+MTL_DM_PAPER = Paper(
+    title="Distribution Matching for Multi-Task Learning of Classification Tasks: a Large-Scale Study on Faces & Beyond",
+    authors="Dimitrios Kollias, Viktoriia Sharmanska, Stefanos Zafeiriou",
+    venue="AAAI Conference on Artificial Intelligence (AAAI)",
+    year=2024,
+    url="https://arxiv.org/abs/2401.01219",
+    bibtex="""@inproceedings{kollias2024distribution,
+  title     = {Distribution Matching for Multi-Task Learning of Classification Tasks: a Large-Scale Study
+               on Faces \\& Beyond},
+  author    = {Kollias, Dimitrios and Sharmanska, Viktoriia and Zafeiriou, Stefanos},
+  booktitle = {AAAI Conference on Artificial Intelligence (AAAI)},
+  year      = {2024}
+}""",
+)
+
 _ENTRIES = [
     CheckpointInfo(
         id="realpatch-coloured-digits",
@@ -303,6 +332,42 @@ _ENTRIES = [
         paper=DAD3DHEADS_PAPER,
         license="apache-2.0",
         tags=("3d-face-alignment", "head-pose-estimation", "facial-landmarks", "synthetic-data"),
+    ),
+    CheckpointInfo(
+        id="mtl-dm-digits",
+        model_class="MultiTaskClassifier",
+        hub_repo="zoo-models/mtl-dm-digits",
+        sha256="b76de91b84f046e41c8634a205b91ed3505506ae373aa82b9af7df5b607df64f",
+        method="MTL-DM",
+        summary=(
+            "Small CNN with a digit head (10 classes) and an attribute head (5 class-level attributes), trained with "
+            "soft co-annotation and distribution matching on scikit-learn's handwritten digits, where 5% of the "
+            "training scans carry only a digit label, 5% only attribute labels and the rest none."
+        ),
+        task="image-classification",
+        dataset="digits/attributes",
+        train_script="training/train_mtl_dm.py",
+        train_config="training/configs/mtl-dm-digits.yaml",
+        paper=MTL_DM_PAPER,
+        tags=("multi-task", "distribution-matching", "handwritten-digits"),
+    ),
+    CheckpointInfo(
+        id="mtl-dm-synthheads",
+        model_class="MultiTaskClassifier",
+        hub_repo="zoo-models/mtl-dm-synthheads",
+        sha256="434c80447a8cef9333b826a3a06cdae8526ddde3e61dbf460609deac24468a3d",
+        method="MTL-DM",
+        summary=(
+            "Small CNN with an expression head (7 classes) and an action-unit head (17 AUs), trained with soft "
+            "co-annotation and distribution matching through the expert expression-to-AU table on SynthHeads stills "
+            "whose expression and AU labels never overlap."
+        ),
+        task="image-classification",
+        dataset="synthheads/images",
+        train_script="training/train_mtl_dm.py",
+        train_config="training/configs/mtl-dm-synthheads.yaml",
+        paper=MTL_DM_PAPER,
+        tags=("multi-task", "distribution-matching", "face-analysis", "synthetic-data"),
     ),
 ]
 

@@ -8,26 +8,31 @@ attribute case: one multiclass task and one multi-label task whose training anno
 not overlap.
 
 - Task "digit": the digit class, 10 classes.
-- Task "attributes": 8 binary attributes (`ATTRIBUTES`). Three follow from the class alone
+- Task "attributes": by default 8 binary attributes (`ATTRIBUTES`). Three follow from the class alone
   (even, prime, greater than four). Five are measured on the pixels of each scan (closed
   loop, heavy ink, right slant, long vertical stroke, top heavy), so two scans of the same
   digit can differ. Attributes that follow from the class make P(attribute | class) exactly
   0 or 1. The pixel attributes make it soft: a closed loop is found in about 86% of the
   zeros and 43% of the fours, and heavy ink is close to 50% for every digit, which gives an
-  attribute that the class does not predict.
+  attribute that the class does not predict. Two more class attributes of the printed glyph
+  (`GLYPH_ATTRIBUTES`: curved, mirror symmetric) can be selected with `attributes`.
 
-The training split is cut, stratified by digit, into two disjoint parts: a fraction
-`digit_fraction` of each digit's scans carries only digit labels, the rest only attribute
-labels, and the missing task is masked (-1). The default 0.5 gives balanced halves. A small
-fraction such as 0.05 (5 labelled scans per digit out of about 108) gives the unbalanced
-label counts that distribution matching targets, where the attribute-annotated scans can
-teach the digit head only through the relatedness of the two tasks. Validation and test
+The training split is cut, stratified by digit, into disjoint parts: a fraction
+`digit_fraction` of each digit's scans carries only digit labels, and the missing task is
+masked (-1). By default (`attribute_fraction` None) every other scan carries only attribute
+labels. The default 0.5 gives balanced halves. A small fraction such as 0.05 (5 labelled
+scans per digit out of about 108) gives the unbalanced label counts that distribution
+matching targets, where the attribute-annotated scans can teach the digit head only through
+the relatedness of the two tasks. Setting `attribute_fraction` as well makes both tasks
+scarce: that fraction of each digit's scans carries only attribute labels, and the rest
+carries no label at all (annotation "none"). Unlabelled scans give no supervised loss, but
+distribution matching, which needs no label, still applies to them. Validation and test
 carry both tasks.
 
 Every split has the columns `image` (8x8 greyscale PIL image), `features` (the 64 pixel
 intensities in [0, 1], row by row, for MLP encoders), `label` (digit, -1 where not
 annotated), `attributes` (8 values in {0, 1}, -1 where not annotated), `annotation` ("digit",
-"attributes" or "both"), and, for analysis only, `digit`, `true_attributes` and
+"attributes", "both" or "none"), and, for analysis only, `digit`, `true_attributes` and
 `source_index` (row in scikit-learn's array).
 """
 
@@ -48,12 +53,14 @@ from zoo.data.description import DatasetDescription
 from zoo.losses.multitask import TaskRelatedness, estimate_cooccurrence, estimate_cooccurrence_em
 
 __all__ = [
+    "ALL_ATTRIBUTES",
     "ATTRIBUTES",
     "ATTRIBUTE_TASK",
     "CLASS_ATTRIBUTES",
     "DIGIT_NAMES",
     "DIGIT_TASK",
     "DigitAttributesConfig",
+    "GLYPH_ATTRIBUTES",
     "RELATEDNESS_METHODS",
     "build_digit_attributes",
     "compute_attributes",
@@ -81,9 +88,25 @@ ATTRIBUTES: dict[str, str] = {
     "top_heavy": "the ink's centre of mass lies above the middle of the scan (row < 3.5)",
 }
 ATTRIBUTE_NAMES = tuple(ATTRIBUTES)
+# Optional attributes of the digit's printed glyph, outside the default set. They follow from
+# the class, like the attributes of a species in a field guide, whatever the writer drew.
+# With even, prime and greater_than_four they give every digit a distinct attribute vector,
+# which those three alone do not (0 and 4, 5 and 7, 6 and 8 share one).
+GLYPH_ATTRIBUTES: dict[str, str] = {
+    "curved": "the printed glyph has a curved stroke (0, 2, 3, 5, 6, 8, 9)",
+    "mirror_symmetric": "the printed glyph is left-right symmetric (0, 1, 8)",
+}
+# Every attribute a build may select, in a stable order.
+ALL_ATTRIBUTES: dict[str, str] = {**ATTRIBUTES, **GLYPH_ATTRIBUTES}
 # Attributes that are a function of the digit alone; the rest are measured on the pixels.
-CLASS_ATTRIBUTES = ("even", "prime", "greater_than_four")
-_CLASS_ATTRIBUTE_DIGITS = {"even": (0, 2, 4, 6, 8), "prime": (2, 3, 5, 7), "greater_than_four": (5, 6, 7, 8, 9)}
+CLASS_ATTRIBUTES = ("even", "prime", "greater_than_four", "curved", "mirror_symmetric")
+_CLASS_ATTRIBUTE_DIGITS = {
+    "even": (0, 2, 4, 6, 8),
+    "prime": (2, 3, 5, 7),
+    "greater_than_four": (5, 6, 7, 8, 9),
+    "curved": (0, 2, 3, 5, 6, 8, 9),
+    "mirror_symmetric": (0, 1, 8),
+}
 
 LOOP_INK_THRESHOLD = 0.4
 HEAVY_INK_THRESHOLD = 19.5
@@ -104,15 +127,18 @@ class DigitAttributesConfig:
         splits: split name to fraction of the scans, drawn stratified by digit. The split
             named "train" is annotated on disjoint parts (see `digit_fraction`); the others
             carry both tasks.
-        digit_fraction: fraction of each digit's training scans annotated with the digit;
-            the rest is annotated with the attributes. See `digit_label_counts` for the
-            count per digit.
-        attributes: names from `ATTRIBUTES`, in the column order of the attribute task.
+        digit_fraction: fraction of each digit's training scans annotated with the digit.
+            See `digit_label_counts` for the count per digit.
+        attribute_fraction: fraction of each digit's training scans annotated with the
+            attributes, drawn from the scans without a digit label; the rest carry no label.
+            None annotates every scan without a digit label with the attributes.
+        attributes: names from `ALL_ATTRIBUTES`, in the column order of the attribute task.
         seed: seed of the split and annotation draws.
     """
 
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.6, "validation": 0.2, "test": 0.2})
     digit_fraction: float = 0.5
+    attribute_fraction: float | None = None
     attributes: tuple[str, ...] = ATTRIBUTE_NAMES
     seed: int = 0
 
@@ -124,9 +150,17 @@ class DigitAttributesConfig:
             raise ValueError(f"split fractions must be positive and sum to at most 1, got {self.splits}")
         if not 0.0 < self.digit_fraction < 1.0:
             raise ValueError(f"digit_fraction must lie strictly between 0 and 1, got {self.digit_fraction}")
-        unknown = [name for name in self.attributes if name not in ATTRIBUTES]
+        if self.attribute_fraction is not None:
+            if not 0.0 < self.attribute_fraction < 1.0:
+                raise ValueError(f"attribute_fraction must lie strictly between 0 and 1 or be None, got {self.attribute_fraction}")
+            if self.digit_fraction + self.attribute_fraction > 1.0 + 1e-9:
+                raise ValueError(
+                    f"digit_fraction ({self.digit_fraction}) and attribute_fraction ({self.attribute_fraction}) sum to more "
+                    "than 1; lower one of them, or set attribute_fraction to None to annotate every other scan"
+                )
+        unknown = [name for name in self.attributes if name not in ALL_ATTRIBUTES]
         if unknown or not self.attributes or len(set(self.attributes)) != len(self.attributes):
-            raise ValueError(f"attributes must be distinct names from {list(ATTRIBUTES)}, got {list(self.attributes)}")
+            raise ValueError(f"attributes must be distinct names from {list(ALL_ATTRIBUTES)}, got {list(self.attributes)}")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -175,7 +209,7 @@ def compute_attributes(scans: np.ndarray, digits: np.ndarray, names: tuple[str, 
     Args:
         scans: (samples, 8, 8) intensities in [0, 1], as `load_digit_scans` returns them.
         digits: (samples,) digit of each scan.
-        names: attribute names from `ATTRIBUTES`, in column order.
+        names: attribute names from `ALL_ATTRIBUTES`, in column order.
     """
     scans = np.asarray(scans, dtype=np.float64)
     digits = np.asarray(digits)
@@ -198,7 +232,7 @@ def compute_attributes(scans: np.ndarray, digits: np.ndarray, names: tuple[str, 
         elif name == "top_heavy":
             values = np.array([_centre_row(scan) for scan in scans]) < SCAN_MIDDLE_ROW
         else:
-            raise ValueError(f"unknown attribute {name!r}; choose from {list(ATTRIBUTES)}")
+            raise ValueError(f"unknown attribute {name!r}; choose from {list(ALL_ATTRIBUTES)}")
         columns.append(values.astype(np.int64))
     return np.stack(columns, axis=1)
 
@@ -228,12 +262,33 @@ def _digit_annotated(digits: np.ndarray, fraction: float, rng: np.random.Generat
     return with_digit
 
 
+def _attribute_annotated(
+    digits: np.ndarray, with_digit: np.ndarray, fraction: float | None, rng: np.random.Generator
+) -> np.ndarray:
+    """Return a boolean mask of the samples annotated with the attributes, disjoint from `with_digit`.
+
+    With `fraction` None every sample without a digit label gets the attributes. Otherwise
+    each digit gets round(fraction * count) of its samples without a digit label, at least 1
+    while one is left, drawn at random.
+    """
+    if fraction is None:
+        return ~with_digit
+    with_attributes = np.zeros(len(digits), dtype=bool)
+    for digit in np.unique(digits):
+        free = rng.permutation(np.flatnonzero((digits == digit) & ~with_digit))
+        count = min(max(int(round(fraction * int((digits == digit).sum()))), 1), len(free))
+        with_attributes[free[:count]] = True
+    return with_attributes
+
+
 def _annotation_kind(with_digit: bool, with_attributes: bool) -> str:
     if with_digit and with_attributes:
         return "both"
     if with_digit:
         return "digit"
-    return "attributes"
+    if with_attributes:
+        return "attributes"
+    return "none"
 
 
 def build_digit_attributes(config: DigitAttributesConfig | None = None, *, seed: int | None = None, **overrides: Any):
@@ -295,9 +350,10 @@ def build_digit_attributes(config: DigitAttributesConfig | None = None, *, seed:
         split_attributes = attributes[index]
         if split == "train":
             with_digit = _digit_annotated(split_digits, config.digit_fraction, rng)
+            with_attributes = _attribute_annotated(split_digits, with_digit, config.attribute_fraction, rng)
         else:
             with_digit = np.ones(len(index), dtype=bool)
-        with_attributes = ~with_digit if split == "train" else np.ones(len(index), dtype=bool)
+            with_attributes = np.ones(len(index), dtype=bool)
 
         columns = {
             "image": [Image.fromarray((scans[i] * 255).round().astype(np.uint8), mode="L") for i in index],
