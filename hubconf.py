@@ -116,3 +116,13 @@ def mtl_dm_synthheads(pretrained: bool = True, **kwargs):
         **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
     """
     return _load("mtl-dm-synthheads", pretrained, kwargs)
+
+
+def facebehaviornet_synthheads(pretrained: bool = True, **kwargs):
+    """FaceBehaviorNet on SynthHeads: valence-arousal, 7 expressions and 17 action units from one face crop.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("facebehaviornet-synthheads", pretrained, kwargs)

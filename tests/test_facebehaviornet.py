@@ -233,3 +233,68 @@ def test_training_resume_continues(tmp_path):
 def test_single_task_needs_task(tmp_path):
     with pytest.raises(SystemExit, match="single-task run needs task"):
         train_facebehaviornet.main(["--config", str(CONFIG), "--variant", "single-task", "--output-dir", str(tmp_path)])
+
+
+GPU_CONFIG = REPO_ROOT / "training" / "configs" / "facebehaviornet-synthheads-gpu.yaml"
+
+
+def test_gpu_config_one_step(tmp_path):
+    config = yaml.safe_load(GPU_CONFIG.read_text())
+    size = config["model"]["preprocessing"]["image_size"]
+    assert config["data"]["image_size"] == size
+    # The GPU model and preprocessing on 8 training images: one step of batch 8.
+    config["data"] = {**TINY_DATA, "image_size": size, "images_per_identity": 4}
+    config["training"].update(epochs=1, batch_size=8, min_samples_per_epoch=0)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    output = tmp_path / "run"
+    assert train_facebehaviornet.main(["--config", str(config_path), "--output-dir", str(output), "--cpu"]) == 0
+
+    summary = json.loads((output / "training_summary.json").read_text())
+    assert summary["samples_per_epoch"] == 8
+    loaded = FaceBehaviorNet.from_pretrained(output)
+    assert loaded.encoder_spec["widths"] == config["model"]["encoder"]["widths"]
+    assert loaded.preprocessing["image_size"] == size
+
+
+def test_case_study_on_tiny_data(tmp_path):
+    case_study = load_script("facebehaviornet_case_study")
+    config = yaml.safe_load(CONFIG.read_text())
+    config["data"] = dict(TINY_DATA)
+    config["model"]["encoder"] = {"type": "conv", "widths": [4, 8]}
+    config["model"]["preprocessing"] = PREPROCESSING
+    config["training"].update(epochs=1, batch_size=8, min_samples_per_epoch=16)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    output = tmp_path / "results" / "study"
+    argv = ["--config", str(config_path), "--seeds", "0", "1", "--runs-dir", str(tmp_path / "runs"), "--output", str(output)]
+    assert case_study.main(argv + ["--splits", "validation"]) == 0
+
+    report = json.loads(output.with_suffix(".json").read_text())
+    rows = [
+        "single-task (expression)", "single-task (action_units)", "single-task (valence_arousal)",
+        "multitask", "coannotation", "distribution-matching", "both",
+    ]
+    assert list(report["tables"]) == ["validation"]
+    table = report["tables"]["validation"]
+    assert list(table) == rows
+    assert set(table["both"]) == {"expression", "action_units", "valence_arousal"}
+    assert set(table["single-task (expression)"]) == {"expression"}
+    assert len(table["both"]["expression"]["accuracy"]["values"]) == 2
+    assert len(report["run_seconds"]) == 14
+    checks = report["transfer_checks"]["validation"]
+    assert set(checks) == set(rows[3:])
+    assert isinstance(checks["both"]["negative_transfer"], bool)
+    assert set(checks["both"]["tasks"]) == {"expression", "action_units", "valence_arousal"}
+    # The `both` run of each seed uses the training script's run name: the bare model id.
+    assert (tmp_path / "runs" / config["model_id"] / "seed-0" / "model.safetensors").is_file()
+    markdown = output.with_suffix(".md").read_text()
+    assert "| both |" in markdown
+    assert "Negative-transfer verdict (validation)" in markdown
+
+    # Reusing the saved runs scores them again without training.
+    assert case_study.main(argv + ["--splits", "validation", "test", "--reuse"]) == 0
+    reused = json.loads(output.with_suffix(".json").read_text())
+    assert reused["run_seconds"] == []
+    assert list(reused["tables"]) == ["validation", "test"]
+    assert reused["tables"]["validation"]["both"]["expression"]["accuracy"] == table["both"]["expression"]["accuracy"]

@@ -236,6 +236,13 @@ def render_card(model_id: str, output_dir: str | Path | None = None, results_dir
         plot_case_study(assets / "case_study.png", case_study)
         plots["case_study"] = "assets/case_study.png"
 
+    results_folder = Path(results_dir) if results_dir else repo_root() / "cards" / "results"
+    compounds_figure = results_folder / f"{model_id}-compounds.png"
+    if compounds_figure.is_file():
+        assets.mkdir(parents=True, exist_ok=True)
+        (assets / "compounds.png").write_bytes(compounds_figure.read_bytes())
+        plots["compounds"] = "assets/compounds.png"
+
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     environment.filters["pct"] = lambda value: f"{100 * float(value):.1f}"
     environment.globals["case_study_table"] = case_study_table

@@ -369,6 +369,23 @@ _ENTRIES = [
         paper=MTL_DM_PAPER,
         tags=("multi-task", "distribution-matching", "face-analysis", "synthetic-data"),
     ),
+    CheckpointInfo(
+        id="facebehaviornet-synthheads",
+        model_class="FaceBehaviorNet",
+        hub_repo="zoo-models/facebehaviornet-synthheads",
+        sha256="5b2f537fc9d757b409bd87bac20ad4da8a467200d99cc0031e09f4a360e913e4",
+        method="FaceBehaviorNet",
+        summary=(
+            "Small CNN with valence-arousal, 7-expression and 17-AU heads, trained with co-annotation and "
+            "distribution matching on SynthHeads stills that each keep one of the three label sets."
+        ),
+        task="image-classification",
+        dataset="synthheads/images",
+        train_script="training/train_facebehaviornet.py",
+        train_config="training/configs/facebehaviornet-synthheads.yaml",
+        paper=FACEBEHAVIORNET_PAPER,
+        tags=("face-analysis", "multi-task", "affect", "action-units", "synthetic-data"),
+    ),
 ]
 
 REGISTRY: dict[str, CheckpointInfo] = {entry.id: entry for entry in _ENTRIES}

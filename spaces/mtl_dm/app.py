@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 from PIL import Image
 
-from zoo.data.digit_attributes import ATTRIBUTE_TASK, ATTRIBUTES, DATASET_NAME, DIGIT_TASK
+from zoo.data.digit_attributes import ALL_ATTRIBUTES, ATTRIBUTE_TASK, DATASET_NAME, DIGIT_TASK
 from zoo.data.images import ImageInputError, ImageLike, to_pil
 from zoo.demos import load_model, wire_example_gallery
 from zoo.evaluation import EvaluationError, build_dataset
@@ -341,19 +341,20 @@ def example_truth(image: ImageLike | None, index: Any, resources: Resources) -> 
 
 
 def _introduction() -> str:
-    definitions = "\n".join(f"- `{name}`: {text}" for name, text in ATTRIBUTES.items())
+    definitions = "\n".join(f"- `{name}`: {text}" for name, text in ALL_ATTRIBUTES.items())
     return f"""
 ### MTL-DM: distribution matching for multi-task learning, on handwritten digits
 
 **Data.** scikit-learn's 1,797 handwritten digit scans (8 x 8 pixels) with two tasks: the digit
-and 8 binary attributes. In training the tasks are annotated on disjoint scans, most with
-attributes only. **MTL-DM** (Kollias, Sharmanska and Zafeiriou, AAAI 2024) couples the two
-heads of one network through a table of P(attribute | digit), so the attribute-annotated scans
-also teach the digit head.
+and binary digit attributes. In training the tasks are annotated on disjoint scans, and the
+bundled checkpoint sees few labels: 5% of the scans carry only a digit label, 5% only attribute
+labels, the rest none. **MTL-DM** (Kollias, Sharmanska and Zafeiriou, AAAI 2024) couples the two
+heads of one network through a table of P(attribute | digit), so scans annotated for one task,
+and unlabelled scans, also teach the other head.
 
 Pick a test scan or upload a digit (any colours, any size: it is cropped and shrunk to 8 x 8).
 
-<details><summary>The 8 attributes</summary>
+<details><summary>The attributes a checkpoint may predict</summary>
 
 {definitions}
 </details>

@@ -12,10 +12,11 @@ The expression-to-AU relatedness table that couples the heads in training is sto
 config with its provenance, so a checkpoint records which prior shaped it.
 
 Zero-shot compound expressions (`compound_expression_scores`) score compound classes such as
-"happily surprised" from the AU and expression outputs, through a compound table that the
-caller supplies. Compound categories with AU sets are defined by Du, Tao and Martinez (PNAS
-2014), but their AU sets could not be checked against that source, so zoo builds in no
-compound table.
+"happily surprised" from the AU and expression outputs, through a compound table.
+`zoo.data.compounds.load_compound_table()` returns the table derived from the expert table
+(each compound row is the max of its two components' rows); pass it as `table=` or
+`compound_table=`. Du, Tao and Martinez (PNAS 2014) define compound categories with their own
+AU sets, which could not be checked against that source, so they are not used.
 """
 
 from __future__ import annotations
