@@ -23,7 +23,6 @@ run name `zoo eval --run-name` reads for the ablation.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import math
@@ -42,21 +41,7 @@ from zoo.evaluation import build_dataset
 from zoo.losses.alignment import REPROJECTION_SUBSET_WEIGHTS, VERTEX_SUBSET_WEIGHTS, subset_weights
 from zoo.metrics.alignment import pose_error, reprojection_nme
 from zoo.models import DAD3DNet
-from zoo.training import add_run_arguments, parse_run_arguments, start_accelerator
-
-
-def _load_sibling(name: str):
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# Config parsing and the resumable epoch counter are shared with the MTL-DM training script.
-_mtl = _load_sibling("train_mtl_dm")
-Progress = _mtl.Progress
-load_config = _mtl.load_config
-apply_overrides = _mtl.apply_overrides
+from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, start_accelerator
 
 logger = logging.getLogger("train_dad3dnet")
 

@@ -62,7 +62,7 @@ from zoo.losses.multitask import TaskRelatedness, ccc_loss
 from zoo.metrics import multiclass_metrics, multilabel_metrics
 from zoo.metrics.multitask import concordance_correlation_coefficient
 from zoo.models import FaceBehaviorNet
-from zoo.training import add_run_arguments, parse_run_arguments, start_accelerator
+from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, start_accelerator
 
 
 def _load_sibling(name: str):
@@ -72,11 +72,8 @@ def _load_sibling(name: str):
     return module
 
 
-# Config parsing, coupling settings and the resumable epoch counter are shared with MTL-DM training.
+# The coupling settings and run naming are shared with MTL-DM training.
 _mtl = _load_sibling("train_mtl_dm")
-Progress = _mtl.Progress
-load_config = _mtl.load_config
-apply_overrides = _mtl.apply_overrides
 coupling_settings = _mtl.coupling_settings
 DEFAULT_COUPLING = _mtl.DEFAULT_COUPLING
 

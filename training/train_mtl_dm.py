@@ -62,7 +62,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
@@ -77,7 +76,7 @@ from zoo.losses import coannotation_losses, distribution_matching_losses, masked
 from zoo.losses.multitask import TaskRelatedness, estimate_cooccurrence
 from zoo.metrics import multiclass_metrics, multilabel_metrics
 from zoo.models import MultiTaskClassifier
-from zoo.training import add_run_arguments, parse_run_arguments, start_accelerator
+from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, start_accelerator
 
 logger = logging.getLogger("train_mtl_dm")
 
@@ -112,59 +111,7 @@ FACE_TASKS = [
 DEFAULT_FACE_ANNOTATION: dict[str, Any] = {"expression": 0.5, "action_units": 0.5, "seed": 0}
 
 
-class Progress:
-    """Epoch counter and best validation score, saved with the Accelerate state so a resumed run continues in place."""
-
-    def __init__(self) -> None:
-        self.epoch = 0
-        self.best_score = -math.inf
-        self.best_epoch = -1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "epoch": torch.tensor(self.epoch),
-            "best_score": torch.tensor(self.best_score),
-            "best_epoch": torch.tensor(self.best_epoch),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.best_score = float(state["best_score"])
-        self.best_epoch = int(state["best_epoch"])
-
-
 # Configuration ----------------------------------------------------------------------------------
-
-
-def load_config(path: str | Path) -> dict[str, Any]:
-    config = yaml.safe_load(Path(path).read_text())
-    if not isinstance(config, dict):
-        raise SystemExit(f"error: {path} must contain a YAML mapping")
-    for section in ("data", "model", "training"):
-        if not isinstance(config.get(section), dict):
-            raise SystemExit(f"error: {path} lacks the {section!r} section")
-    if "model_id" not in config:
-        raise SystemExit(f"error: {path} lacks model_id, which names the default output folder")
-    return config
-
-
-def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each dotted `KEY=VALUE` in `config` (in place, and returned), with VALUE parsed as YAML.
-
-    Raises SystemExit on an override without `=`, or a path through a value that is not a mapping.
-    """
-    for override in overrides:
-        key, separator, raw = override.partition("=")
-        if not separator or not key:
-            raise SystemExit(f"error: --set expects KEY=VALUE such as coupling.class_target_rule=product, got {override!r}")
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise SystemExit(f"error: --set {key}: {part!r} is not a mapping in the config")
-        node[leaf] = yaml.safe_load(raw)
-    return config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,16 +1,22 @@
 """Command-line and Accelerate set-up shared by the training scripts in `training/`.
 
-Every script takes the same run options (output folder, seed, epochs, resume, CPU) and starts
-Accelerate the same way, so these pieces live here once.
+Every script takes the same run options (output folder, seed, epochs, resume, CPU), reads its
+YAML config with `--set` overrides, keeps a resumable epoch counter and starts Accelerate the
+same way, so these pieces live here once.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
-__all__ = ["add_run_arguments", "parse_run_arguments", "start_accelerator"]
+import torch
+import yaml
+
+__all__ = ["Progress", "add_run_arguments", "apply_overrides", "load_config", "parse_run_arguments", "start_accelerator"]
 
 
 def add_run_arguments(
@@ -44,3 +50,56 @@ def start_accelerator(output_dir: str | Path, *, cpu: bool):
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     return accelerator
+
+
+class Progress:
+    """Epoch counter and best validation score, saved with the Accelerate state so a resumed run continues in place."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.best_score = -math.inf
+        self.best_epoch = -1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": torch.tensor(self.epoch),
+            "best_score": torch.tensor(self.best_score),
+            "best_epoch": torch.tensor(self.best_epoch),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.best_score = float(state["best_score"])
+        self.best_epoch = int(state["best_epoch"])
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a training config: a YAML mapping with `data`, `model` and `training` sections and a `model_id`."""
+    config = yaml.safe_load(Path(path).read_text())
+    if not isinstance(config, dict):
+        raise SystemExit(f"error: {path} must contain a YAML mapping")
+    for section in ("data", "model", "training"):
+        if not isinstance(config.get(section), dict):
+            raise SystemExit(f"error: {path} lacks the {section!r} section")
+    if "model_id" not in config:
+        raise SystemExit(f"error: {path} lacks model_id, which names the default output folder")
+    return config
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted `KEY=VALUE` in `config` (in place, and returned), with VALUE parsed as YAML.
+
+    Raises SystemExit on an override without `=`, or a path through a value that is not a mapping.
+    """
+    for override in overrides:
+        key, separator, raw = override.partition("=")
+        if not separator or not key:
+            raise SystemExit(f"error: --set expects KEY=VALUE such as coupling.class_target_rule=product, got {override!r}")
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SystemExit(f"error: --set {key}: {part!r} is not a mapping in the config")
+        node[leaf] = yaml.safe_load(raw)
+    return config
