@@ -185,7 +185,9 @@ def case_study_table(case_study: dict[str, Any], split: str = "test") -> str:
         for task, metric in primary.items():
             value = tasks.get(task, {}).get(metric)
             cells.append(f"{value['mean']:.4f} ± {value['sd']:.4f}" if value else "–")
-        verdict = "–" if row not in checks else ("yes" if checks[row]["negative_transfer"] else "**no**")
+        verdict = "–"
+        if row in checks:
+            verdict = "yes" if checks[row]["negative_transfer"] else "**no**"
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {verdict} |")
     return "\n".join(lines)
 

@@ -206,8 +206,8 @@ def wire_example_gallery(
         run: (image, picked index, resources) -> values of `outputs`.
         components: the tab's ``gallery``, ``index`` (hidden number), ``picked`` (state),
             ``image``, ``description`` and ``button``.
-        preloaded: whether the page was built with the first view already in it; otherwise it
-            fills itself when it or its tab is first shown (`on_show`).
+        preloaded: whether the page was built with the first view already in it. Otherwise the
+            page fills itself when it or its tab is first shown (`on_show`).
     """
     gallery, index, picked, image = (components[name] for name in ("gallery", "index", "picked", "image"))
     description, button = components["description"], components["button"]

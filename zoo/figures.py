@@ -106,7 +106,7 @@ def plot_case_study(path: Path, case_study: dict[str, Any], split: str = "test")
     """Bar-plot each task's primary metric per training variant of a case-study table, with seed spread.
 
     `case_study` is the JSON a case-study script writes: ``tables[split][row][task][metric]``
-    holds ``mean`` and ``sd`` over seeds, and ``transfer_checks[split][row]["tasks"][task]["metric"]``
+    contains ``mean`` and ``sd`` over seeds, and ``transfer_checks[split][row]["tasks"][task]["metric"]``
     names each task's primary metric. A dashed line marks each task's single-task level.
     """
     import matplotlib

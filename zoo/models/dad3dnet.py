@@ -439,9 +439,9 @@ class DAD3DNet(ZooModel):
     def photo_report(self) -> dict[str, Any]:
         """Run `predict` on the head crop of scikit-image's astronaut photo and summarise the output.
 
-        Returns the pose in degrees, the jaw angle, the largest expression coefficients and the
-        spread of the regressed against the mesh landmarks (mean distance in percent of the crop
-        side), which grows when the two branches disagree, as they may out of distribution.
+        Returns the pose in degrees, the jaw angle and the largest expression coefficients. It also
+        returns the mean distance between the regressed and the mesh landmarks in percent of the
+        crop side, which grows when the two branches disagree, as they may out of distribution.
         """
         from zoo.data.photos import ASTRONAUT_HEAD_BOX, astronaut_head
 
