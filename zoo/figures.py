@@ -38,9 +38,11 @@ def plot_pose_bins(path: Path, entries: list[tuple[str, dict[str, Any]]]) -> Non
         counts = [entries[0][1]["pose_bins"][b]["num_samples"] if b != "all" else entries[0][1]["num_samples"] for b in bins]
         axis.set_xticks(np.arange(len(bins)), [f"{b}\n(n={n})" for b, n in zip(bins, counts)], fontsize=8)
         axis.set_ylabel(label, fontsize=8)
-    axes[0].legend(fontsize=7)
+        axis.set_ylim(0, axis.get_ylim()[1] * 1.1)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize=7, loc="lower center", ncols=len(entries), frameon=False)
     figure.suptitle("Held-out SynthHeads identities by pose bin (lower is better)", fontsize=9)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path)
     plt.close(figure)
 
