@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-dev results variants cards clean
+.PHONY: demo test install install-dev results variants case-studies cards clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,8 @@ test: install-dev
 # model.safetensors from runs/ID/seed-0 to checkpoints/ID to replace it.
 SEEDS ?= 1 2
 IDS := erm-coloured-digits realpatch-coloured-digits erm-coloured-digits-domains okapi-coloured-digits \
-	erm-coloured-digits-missing-source supmatch-coloured-digits dad3dnet-synthheads
+	erm-coloured-digits-missing-source supmatch-coloured-digits dad3dnet-synthheads facebehaviornet-synthheads \
+	mtl-dm-digits mtl-dm-synthheads
 results: install
 	for id in $(IDS); do \
 	  for seed in $(SEEDS); do $(BIN)/zoo train $$id --seed $$seed || exit 1; done; \
@@ -70,6 +71,15 @@ variants: install
 	for labeller in kmeans none; do \
 	  $(BIN)/zoo eval supmatch-coloured-digits --run-name supmatch-coloured-digits-$$labeller $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null || exit 1; \
 	done
+
+# The multi-task tables of the face-analysis cards: every variant for 3 seeds, and the zero-shot
+# compound expressions of the bundled FaceBehaviorNet.
+case-studies: install
+	$(BIN)/python training/mtl_case_study.py --config training/configs/mtl-dm-digits.yaml --seeds 0 1 2
+	$(BIN)/python training/mtl_case_study.py --config training/configs/mtl-dm-digits-rich-attributes.yaml --seeds 0 1 2
+	$(BIN)/python training/mtl_case_study.py --config training/configs/mtl-dm-synthheads.yaml --seeds 0 1 2
+	$(BIN)/python training/facebehaviornet_case_study.py --config training/configs/facebehaviornet-synthheads.yaml --seeds 0 1 2
+	$(BIN)/python training/facebehaviornet_compounds.py --model facebehaviornet-synthheads
 
 cards: install
 	for id in $(IDS); do $(BIN)/zoo card $$id || exit 1; done
