@@ -225,3 +225,28 @@ def test_dro_rejects_out_of_range_groups(groups):
 def test_dro_rejects_no_groups():
     with pytest.raises(ValueError, match="num_groups must be positive"):
         GroupDROWeights(0)
+
+
+def test_transfer_checks_flag_negative_transfer():
+    from zoo.metrics.transfer import transfer_checks, verdict_line
+
+    def cell(*values):
+        return {"mean": sum(values) / len(values), "sd": 0.0, "values": list(values)}
+
+    table = {
+        "single-task (a)": {"a": {"acc": cell(0.80, 0.82)}},
+        "single-task (b)": {"b": {"f1": cell(0.60, 0.62)}},
+        "multitask": {"a": {"acc": cell(0.81, 0.83)}, "b": {"f1": cell(0.55, 0.57)}},
+        "both": {"a": {"acc": cell(0.85, 0.86)}, "b": {"f1": cell(0.65, 0.66)}},
+    }
+
+    checks = transfer_checks(table, {"a": "acc", "b": "f1"}, lambda task: f"single-task ({task})")
+
+    assert set(checks) == {"multitask", "both"}
+    assert checks["multitask"]["negative_transfer"]
+    assert checks["multitask"]["tasks"]["b"]["seeds_below_single_task"] == 2
+    assert not checks["both"]["negative_transfer"]
+    assert checks["both"]["beats_multitask_on_every_task"]
+    line = verdict_line("both", checks["both"], lambda task, metric: f"{task} {metric}", against_multitask=True)
+    assert line.startswith("- both: **no negative transfer**")
+    assert "above multitask on every task" in line

@@ -41,6 +41,8 @@ import torch
 
 from zoo.data.digit_attributes import config_of
 from zoo.evaluation import build_dataset
+from zoo.metrics.transfer import transfer_checks as shared_transfer_checks
+from zoo.metrics.transfer import verdict_line as shared_verdict_line
 from zoo.models import MultiTaskClassifier
 
 SCRIPT_DIR = Path(__file__).resolve().parent
@@ -157,66 +159,14 @@ def aggregate(results: list[dict[str, Any]], tasks: list[dict[str, Any]], split:
 
 
 def transfer_checks(table: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Compare each multi-task row's primary metric per task with the single-task and uncoupled models.
-
-    The verdict follows the definition of Kollias et al. (AAAI 2024): negative transfer is a
-    multi-task mean below the single-task mean on at least one task. Per-seed values are
-    paired by position, so they compare runs of the same training seed.
-    """
-    checks: dict[str, Any] = {}
-    for row, cells in table.items():
-        if row.startswith("single-task"):
-            continue
-        per_task = {}
-        for task in tasks:
-            metric = TABLE_METRICS[task["kind"]][0]
-            entry = cells[task["name"]][metric]
-            single = table[row_name("single-task", task["name"])][task["name"]][metric]
-            uncoupled = table["multitask"][task["name"]][metric] if "multitask" in table else None
-            paired = list(zip(entry["values"], single["values"]))
-            per_task[task["name"]] = {
-                "metric": metric,
-                "mean": entry["mean"],
-                "single_task_mean": single["mean"],
-                "difference_to_single_task": entry["mean"] - single["mean"],
-                "seeds_below_single_task": sum(value < baseline for value, baseline in paired),
-                "seeds_above_single_task": sum(value > baseline for value, baseline in paired),
-                "paired_seeds": len(paired),
-                "difference_to_multitask": None if uncoupled is None else entry["mean"] - uncoupled["mean"],
-            }
-        checks[row] = {
-            "negative_transfer": any(entry["difference_to_single_task"] < 0 for entry in per_task.values()),
-            "beats_single_task_on_every_task": all(entry["difference_to_single_task"] > 0 for entry in per_task.values()),
-            "beats_multitask_on_every_task": row != "multitask"
-            and all((entry["difference_to_multitask"] or 0) > 0 for entry in per_task.values()),
-            "tasks": per_task,
-        }
-    return checks
-
-
-def _signed(value: float) -> str:
-    # Adding 0.0 turns a rounded -0.0 into 0.0, so ties print as +0.0000.
-    return f"{round(value, 4) + 0.0:+.4f}"
+    """Compare each multi-task row's primary metric per task with the single-task and uncoupled models."""
+    primary = {task["name"]: TABLE_METRICS[task["kind"]][0] for task in tasks}
+    return shared_transfer_checks(table, primary, lambda task: row_name("single-task", task))
 
 
 def verdict_line(row: str, check: dict[str, Any]) -> str:
-    """Return the markdown bullet that states a row's negative-transfer verdict and the differences behind it."""
-    if check["negative_transfer"]:
-        verdict = "**negative transfer**"
-    elif check["beats_single_task_on_every_task"]:
-        verdict = "**no negative transfer**, above the single-task models on every task"
-    else:
-        verdict = "**no negative transfer**, but tied with a single-task model on some task"
-    parts = []
-    for name, entry in check["tasks"].items():
-        text = (
-            f"{name} {_signed(entry['difference_to_single_task'])} vs single-task "
-            f"(below on {entry['seeds_below_single_task']} of {entry['paired_seeds']} seeds)"
-        )
-        if row != "multitask" and entry["difference_to_multitask"] is not None:
-            text += f", {_signed(entry['difference_to_multitask'])} vs multitask"
-        parts.append(text)
-    return f"- {row}: {verdict} ({'; '.join(parts)})"
+    """Return the Markdown bullet that states a row's negative-transfer verdict."""
+    return shared_verdict_line(row, check, lambda task, metric: task)
 
 
 def markdown_report(report: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
