@@ -68,7 +68,7 @@ def verdict_line(row: str, check: Mapping[str, Any], task_label: Callable[[str, 
     """Return the Markdown bullet that states a row's negative-transfer verdict and the differences behind it.
 
     `task_label(task, metric)` names a task's metric in the text, e.g. "digit accuracy". With
-    `against_multitask`, the verdict also says whether the row beats the uncoupled model on every task.
+    `against_multitask`, the verdict also states whether the row beats the uncoupled model on every task.
     """
     if check["negative_transfer"]:
         verdict = "**negative transfer**"
