@@ -300,3 +300,18 @@ def test_rejects_invalid_config():
         DAD3DNet(image_size=100)
     with pytest.raises(ValueError, match="expected images"):
         _tiny_model()(torch.randn(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((1, 1, 3), np.uint8), "at least 8 px"),
+        (np.zeros((5, 3000, 3), np.uint8), "at least 8 px"),
+        (np.zeros((64, 64), np.uint8), "colour mode 'L'"),
+    ],
+)
+def test_predict_rejects_unusable_images(array, message):
+    from zoo.data.images import ImageInputError
+
+    with pytest.raises(ImageInputError, match=message):
+        _tiny_model().predict(array)

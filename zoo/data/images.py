@@ -18,6 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
+    "check_image",
     "IMAGE_SUFFIXES",
     "ImageInputError",
     "ImageLike",
@@ -102,7 +103,8 @@ def to_pil(image: ImageLike) -> Image.Image:
     )
 
 
-def _check_image(image: Image.Image, mode: str, name: str) -> Image.Image:
+def check_image(image: Image.Image, mode: str, name: str) -> Image.Image:
+    """Reject an image that is too small, too elongated or of the wrong colour mode; return it converted to `mode`."""
     width, height = image.size
     if min(width, height) < MIN_SIDE:
         raise ImageInputError(f"{name} is {width}x{height} px; images need at least {MIN_SIDE} px per side")
@@ -139,7 +141,7 @@ def preprocess(images: ImageLike | Sequence[ImageLike], preprocessing: dict[str,
     batch = []
     for index, image in enumerate(images):
         name = str(image) if isinstance(image, (str, os.PathLike)) else f"input {index}"
-        pil = _check_image(to_pil(image), mode, name)
+        pil = check_image(to_pil(image), mode, name)
         pil = pil.resize((size, size), Image.Resampling.BILINEAR)
         array = np.asarray(pil, dtype=np.float32) / 255.0
         tensor = torch.from_numpy(array).unsqueeze(0) if array.ndim == 2 else torch.from_numpy(array).permute(2, 0, 1)

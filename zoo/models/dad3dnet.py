@@ -39,6 +39,7 @@ What it changes and why:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +49,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from zoo.data.images import ImageLike, to_pil
+from zoo.data.images import ImageLike, check_image, to_pil
 from zoo.geometry.camera import matrix_to_euler, to_pixels
 from zoo.geometry.morphable import MorphableHeadModel
 from zoo.geometry.rotation import rotation_6d_to_matrix
@@ -388,8 +389,9 @@ class DAD3DNet(ZooModel):
         if not items:
             raise ValueError("predict needs at least one image")
         batch, factors = [], []
-        for item in items:
-            image = to_pil(item).convert("RGB")
+        for index, item in enumerate(items):
+            name = str(item) if isinstance(item, (str, os.PathLike)) else f"input {index}"
+            image = check_image(to_pil(item), "RGB", name)
             # Pad the bottom and right to a square, then resize, so crop pixels map back by one factor.
             side = max(image.size)
             square = Image.new("RGB", (side, side))
