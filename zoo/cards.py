@@ -189,6 +189,7 @@ def case_study_table(case_study: dict[str, Any], split: str = "test") -> str:
         if row in checks:
             verdict = "yes" if checks[row]["negative_transfer"] else "**no**"
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {verdict} |")
+    lines += ["", "Negative transfer: the row's mean is below a single-task model's on at least one task."]
     return "\n".join(lines)
 
 
