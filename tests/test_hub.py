@@ -433,3 +433,14 @@ def test_load_unknown_id_names_close_ids():
     assert "realpatch-coloured-digits" in str(error.value)
     assert "zoo list" in str(error.value)
 
+
+
+def test_invalid_nested_setting_names_config(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "model"
+    tiny_checkpoint("ImageClassifier", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["widths"] = []
+    (folder / "config.json").write_text(json.dumps(config))
+
+    with pytest.raises(CheckpointError, match="invalid settings in .*config.json"):
+        zoo.load(folder)

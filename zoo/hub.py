@@ -264,7 +264,12 @@ class ZooModel(
         model_cls = cls._class_for_config(config, folder)
         kwargs = model_cls._constructor_kwargs(config, folder)
         kwargs.update(overrides)
-        model = model_cls(**kwargs)
+        try:
+            model = model_cls(**kwargs)
+        except (ValueError, TypeError) as error:
+            # A config that names known settings with invalid values (an empty encoder, an
+            # unknown encoder option) fails in the constructor; say which file holds them.
+            raise CheckpointError(f"invalid settings in {folder / CONFIG_NAME}: {error}") from error
 
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
