@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
@@ -41,7 +41,7 @@ from zoo.evaluation import build_dataset
 from zoo.losses.alignment import REPROJECTION_SUBSET_WEIGHTS, VERTEX_SUBSET_WEIGHTS, subset_weights
 from zoo.metrics.alignment import pose_error, reprojection_nme
 from zoo.models import DAD3DNet
-from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, start_accelerator
+from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, resolve_run, start_accelerator
 
 logger = logging.getLogger("train_dad3dnet")
 
@@ -136,13 +136,8 @@ def build_model(config: dict[str, Any], seed: int) -> DAD3DNet:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = apply_overrides(load_config(args.config), args.overrides)
-    seed = int(args.seed if args.seed is not None else config.get("seed", 0))
-    if args.epochs is not None:
-        config["training"]["epochs"] = args.epochs
+    seed, epochs = resolve_run(config, args)
     settings = config["training"]
-    epochs = int(settings["epochs"])
-    if epochs < 1:
-        raise SystemExit(f"error: training epochs must be at least 1, got {epochs}")
     loss_settings = config.get("loss") or {}
     output_dir = Path(args.output_dir or f"runs/{run_name(config)}/seed-{seed}")
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -207,18 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         last_losses = {name: total / max(batches, 1) for name, total in sums.items()}
 
         scores = validation_scores(unwrapped, val_images.to(accelerator.device), {k: v.to(accelerator.device) for k, v in val_targets.items()}, val_box.to(accelerator.device))
-        progress.epoch = epoch + 1
-        if accelerator.is_main_process:
-            with history_path.open("a") as history:
-                history.write(json.dumps({"epoch": epoch + 1, **scores, "losses": last_losses}) + "\n")
-        # Progress keeps a score to maximise, so it stores the NME negated.
-        if -scores["nme_reprojection"] > progress.best_score:
-            progress.best_score, progress.best_epoch = -scores["nme_reprojection"], epoch
-            if accelerator.is_main_process:
-                save_file(unwrapped.state_dict(), str(best_path))
         bar.set_postfix(nme=f"{scores['nme_reprojection']:.2f}", pose=f"{scores['pose_error']:.3f}")
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(state_dir))
+        # Progress keeps a score to maximise, so it gets the NME negated.
+        record = {"epoch": epoch + 1, **scores, "losses": last_losses}
+        progress.finish_epoch(accelerator, model, epoch=epoch, score=-scores["nme_reprojection"], record=record, output_dir=output_dir)
 
     accelerator.wait_for_everyone()
     unwrapped.load_state_dict(load_file(str(best_path)))

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
@@ -62,7 +62,7 @@ from zoo.losses.multitask import TaskRelatedness, ccc_loss
 from zoo.metrics import multiclass_metrics, multilabel_metrics
 from zoo.metrics.multitask import concordance_correlation_coefficient
 from zoo.models import FaceBehaviorNet
-from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, start_accelerator
+from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, resolve_run, start_accelerator
 
 
 def _load_sibling(name: str):
@@ -280,13 +280,8 @@ def resolve_variant(config: dict[str, Any], args: argparse.Namespace) -> tuple[s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = apply_overrides(load_config(args.config), args.overrides)
-    seed = int(args.seed if args.seed is not None else config.get("seed", 0))
-    if args.epochs is not None:
-        config["training"]["epochs"] = args.epochs
+    seed, epochs = resolve_run(config, args)
     settings = config["training"]
-    epochs = int(settings["epochs"])
-    if epochs < 1:
-        raise SystemExit(f"error: training epochs must be at least 1, got {epochs}")
     variant, task = resolve_variant(config, args)
     config["variant"], config["task"] = variant, task
     tasks = (task,) if task else TASKS
@@ -379,19 +374,10 @@ def main(argv: list[str] | None = None) -> int:
 
         metrics = evaluate(accelerator, model, val_loader, tasks)
         score = selection_score(metrics, tasks)
-        progress.epoch = epoch + 1
-        if accelerator.is_main_process:
-            record = {"epoch": epoch + 1, "validation_score": score, "losses": last_losses}
-            record.update({name: metrics[name][PRIMARY_METRICS[name]] for name in tasks})
-            with history_path.open("a") as history:
-                history.write(json.dumps(record) + "\n")
-        if score > progress.best_score:
-            progress.best_score, progress.best_epoch = score, epoch
-            if accelerator.is_main_process:
-                save_file(accelerator.unwrap_model(model).state_dict(), str(best_path))
         bar.set_postfix(loss=f"{sum(last_losses.values()):.3f}", val=f"{score:.4f}")
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(state_dir))
+        record = {"epoch": epoch + 1, "validation_score": score, "losses": last_losses}
+        record.update({name: metrics[name][PRIMARY_METRICS[name]] for name in tasks})
+        progress.finish_epoch(accelerator, model, epoch=epoch, score=score, record=record, output_dir=output_dir)
 
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
@@ -76,7 +76,7 @@ from zoo.losses import coannotation_losses, distribution_matching_losses, masked
 from zoo.losses.multitask import TaskRelatedness, estimate_cooccurrence
 from zoo.metrics import multiclass_metrics, multilabel_metrics
 from zoo.models import MultiTaskClassifier
-from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, start_accelerator
+from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, resolve_run, start_accelerator
 
 logger = logging.getLogger("train_mtl_dm")
 
@@ -394,13 +394,8 @@ def run_name(config: dict[str, Any], variant: str, task: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = apply_overrides(load_config(args.config), args.overrides)
-    seed = int(args.seed if args.seed is not None else config.get("seed", 0))
-    if args.epochs is not None:
-        config["training"]["epochs"] = args.epochs
+    seed, epochs = resolve_run(config, args)
     settings = config["training"]
-    epochs = int(settings["epochs"])
-    if epochs < 1:
-        raise SystemExit(f"error: training epochs must be at least 1, got {epochs}")
 
     # Every process builds the same data from the data seed; no process waits for files.
     dataset_name(config)
@@ -490,19 +485,10 @@ def main(argv: list[str] | None = None) -> int:
 
         metrics = evaluate(accelerator, model, val_loader, task_names, model_tasks)
         score = selection_score(metrics, model_tasks)
-        progress.epoch = epoch + 1
-        if accelerator.is_main_process:
-            record = {"epoch": epoch + 1, "validation_score": score, "losses": last_losses}
-            record.update({t["name"]: metrics[t["name"]][PRIMARY_METRICS[t["kind"]]] for t in model_tasks})
-            with history_path.open("a") as history:
-                history.write(json.dumps(record) + "\n")
-        if score > progress.best_score:
-            progress.best_score, progress.best_epoch = score, epoch
-            if accelerator.is_main_process:
-                save_file(accelerator.unwrap_model(model).state_dict(), str(best_path))
         bar.set_postfix(loss=f"{sum(last_losses.values()):.3f}", val=f"{score:.4f}")
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(state_dir))
+        record = {"epoch": epoch + 1, "validation_score": score, "losses": last_losses}
+        record.update({t["name"]: metrics[t["name"]][PRIMARY_METRICS[t["kind"]]] for t in model_tasks})
+        progress.finish_epoch(accelerator, model, epoch=epoch, score=score, record=record, output_dir=output_dir)
 
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)

@@ -16,7 +16,15 @@ from typing import Any
 import torch
 import yaml
 
-__all__ = ["Progress", "add_run_arguments", "apply_overrides", "load_config", "parse_run_arguments", "start_accelerator"]
+__all__ = [
+    "Progress",
+    "add_run_arguments",
+    "apply_overrides",
+    "load_config",
+    "parse_run_arguments",
+    "resolve_run",
+    "start_accelerator",
+]
 
 
 def add_run_arguments(
@@ -71,6 +79,42 @@ class Progress:
         self.epoch = int(state["epoch"])
         self.best_score = float(state["best_score"])
         self.best_epoch = int(state["best_epoch"])
+
+    def finish_epoch(self, accelerator, model, *, epoch: int, score: float, record: dict[str, Any], output_dir: Path) -> None:
+        """Close a scored epoch: count it, log `record`, keep the weights if `score` is the best, save the state.
+
+        Appends `record` as one JSON line to ``validation_history.jsonl``, writes the unwrapped
+        model's weights to ``best.safetensors`` when `score` beats every earlier epoch (higher is
+        better), and saves the Accelerate state to ``state/`` for `--resume`, all in `output_dir`.
+        """
+        import json
+
+        from safetensors.torch import save_file
+
+        self.epoch = epoch + 1
+        if accelerator.is_main_process:
+            with (output_dir / "validation_history.jsonl").open("a") as history:
+                history.write(json.dumps(record) + "\n")
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            if accelerator.is_main_process:
+                save_file(accelerator.unwrap_model(model).state_dict(), str(output_dir / "best.safetensors"))
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(output_dir / "state"))
+
+
+def resolve_run(config: dict[str, Any], args: argparse.Namespace) -> tuple[int, int]:
+    """Apply `--seed` and `--epochs` to a training config; return the seed and the number of epochs.
+
+    Raises SystemExit when the config asks for fewer than one epoch.
+    """
+    seed = int(args.seed if args.seed is not None else config.get("seed", 0))
+    if args.epochs is not None:
+        config["training"]["epochs"] = args.epochs
+    epochs = int(config["training"]["epochs"])
+    if epochs < 1:
+        raise SystemExit(f"error: training epochs must be at least 1, got {epochs}")
+    return seed, epochs
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
