@@ -5,10 +5,11 @@
 
 Every SynthHeads still has exact dense ground truth: the identity, expression and jaw
 parameters of the built-in morphable head, its rotation, scale and translation, and the 68
-projected landmarks with their visibility. The loss is DAD-3DNet's (`DAD3DNet.losses`): soft-IoU
-heatmaps, the unit-cube 3D vertex loss over the weighted ``head``, ``face_w_ears`` and ``face``
-subsets (`zoo.alignment.vertex_subsets`), the reprojection loss over ``face`` and
-``face_w_ears``, and the 2D landmark loss, with the weights in the config's ``loss`` section.
+projected landmarks with their visibility. The loss is DAD-3DNet's (`DAD3DNet.losses`), weighted
+by the config's ``loss`` section. It has four terms: soft-IoU heatmaps, the unit-cube 3D vertex
+loss over the weighted ``head``, ``face_w_ears`` and ``face`` subsets
+(`zoo.alignment.vertex_subsets`), the reprojection loss over ``face`` and ``face_w_ears``, and
+the 2D landmark loss.
 
 Each epoch is scored on the validation split by the reprojection NME (the metric the released
 training code monitors) and saves the Accelerate state, so `--resume` continues an

@@ -268,7 +268,7 @@ class ZooModel(
             model = model_cls(**kwargs)
         except (ValueError, TypeError) as error:
             # A config that names known settings with invalid values (an empty encoder, an
-            # unknown encoder option) fails in the constructor; say which file holds them.
+            # unknown encoder option) fails in the constructor, so the error names the file.
             raise CheckpointError(f"invalid settings in {folder / CONFIG_NAME}: {error}") from error
 
         weights = folder / WEIGHTS_NAME

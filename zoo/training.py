@@ -106,7 +106,7 @@ class Progress:
 def resolve_run(config: dict[str, Any], args: argparse.Namespace) -> tuple[int, int]:
     """Apply `--seed` and `--epochs` to a training config; return the seed and the number of epochs.
 
-    Raises SystemExit when the config asks for fewer than one epoch.
+    Raises SystemExit when the config sets fewer than one epoch.
     """
     seed = int(args.seed if args.seed is not None else config.get("seed", 0))
     if args.epochs is not None:

@@ -347,7 +347,7 @@ def _introduction() -> str:
 
 **Data.** scikit-learn's 1,797 handwritten digit scans (8 x 8 pixels) with two tasks: the digit
 and binary digit attributes. In training the tasks are annotated on disjoint scans, and the
-bundled checkpoint sees few labels: 5% of the scans carry only a digit label, 5% only attribute
+bundled checkpoint trained on few labels: 5% of the scans carry only a digit label, 5% only attribute
 labels, the rest none. **MTL-DM** (Kollias, Sharmanska and Zafeiriou, AAAI 2024) couples the two
 heads of one network through a table of P(attribute | digit), so scans annotated for one task,
 and unlabelled scans, also teach the other head.
