@@ -256,3 +256,25 @@ def test_card_writes_readme(tmp_path, capsys):
 
     assert capsys.readouterr().out.strip() == str(tmp_path / "README.md")
     assert (tmp_path / "README.md").read_text().startswith("---\n")
+
+
+def test_closed_output_pipe_ends_quietly(monkeypatch, capsys):
+    import zoo.cli
+
+    def write_to_closed_pipe(args):
+        raise BrokenPipeError
+
+    class TerminalOutput:
+        def fileno(self) -> int:
+            return 1
+
+    redirected = []
+    monkeypatch.setattr(zoo.cli, "cmd_list", write_to_closed_pipe)
+    monkeypatch.setattr(zoo.cli.os, "dup2", lambda source, target: redirected.append(target))
+    monkeypatch.setattr(zoo.cli.sys, "stdout", TerminalOutput())
+
+    code = main(["list"])
+
+    assert code == 141
+    assert redirected == [1]
+    assert capsys.readouterr().err == ""

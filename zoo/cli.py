@@ -352,7 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader of stdout closed early (`zoo predict ... | head`). Point stdout at devnull so
         # that Python's flush at exit does not raise again, and end quietly as Unix tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # A stdout without a file descriptor (a captured or in-memory stream) has nothing to redirect.
+        try:
+            target = sys.stdout.fileno()
+        except (OSError, ValueError):
+            return 141
+        os.dup2(os.open(os.devnull, os.O_WRONLY), target)
         return 141
 
 
