@@ -126,3 +126,23 @@ def facebehaviornet_synthheads(pretrained: bool = True, **kwargs):
         **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
     """
     return _load("facebehaviornet-synthheads", pretrained, kwargs)
+
+
+def head2head_synthheads(pretrained: bool = True, **kwargs):
+    """Head2Head video reenactment of one SynthHeads person: sequential generator on NMFC and eye images, 64-pixel frames.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("head2head-synthheads", pretrained, kwargs)
+
+
+def head2headfs_synthheads(pretrained: bool = True, **kwargs):
+    """Head2HeadFS generic reenactment generator on SynthHeads, adapted to a new person with `adapt` on a few frames.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("head2headfs-synthheads", pretrained, kwargs)

@@ -41,6 +41,7 @@ TABS: list[Tab] = [
     Tab("RealPatch", "spaces.realpatch.app", ("realpatch", "erm")),
     Tab("Okapi", "spaces.okapi.app", ("okapi", "okapi_erm")),
     Tab("Support Matching", "spaces.supmatch.app", ("supmatch", "supmatch_erm")),
+    Tab("Head2Head", "spaces.head2head.app", ("head2head", "head2headfs")),
     Tab("DAD-3DNet", "spaces.dad3dnet.app", ("dad3dnet",)),
     Tab("FaceBehaviorNet", "spaces.facebehaviornet.app", ("facebehaviornet",)),
     Tab("MTL-DM", "spaces.mtl_dm.app", ("mtl_dm",)),

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.data import synthheads_identity
 from zoo.data.digit_attributes import config_of
 from zoo.evaluation import build_dataset
 from zoo.metrics.transfer import transfer_checks as shared_transfer_checks
@@ -248,6 +249,16 @@ def annotation_protocol(config: dict[str, Any], dataset, tasks: list[dict[str, A
         label_sets = trainer.face_label_sets(len(train), annotation)
         labels = np.where(label_sets == 0, np.asarray(train["expression"]), -1)
         settings = ", ".join(f"{key} {value:g}" for key, value in annotation.items())
+    elif trainer.dataset_name(config) == trainer.IDENTITY_DATASET:
+        annotations = np.asarray(train["annotation"])
+        label_sets = np.select(
+            [annotations == synthheads_identity.IDENTITY_TASK, annotations == synthheads_identity.ATTRIBUTE_TASK], [0, 1], default=-1
+        )
+        labels = np.asarray(train["label"])
+        data_config = synthheads_identity.config_of(dataset)
+        settings = f"identity_fraction {data_config.identity_fraction:g}"
+        if data_config.attribute_fraction is not None:
+            settings += f", attribute_fraction {data_config.attribute_fraction:g}"
     else:
         annotations = np.asarray(train["annotation"])
         label_sets = np.select([annotations == "digit", annotations == "attributes"], [0, 1], default=-1)

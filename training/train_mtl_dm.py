@@ -26,6 +26,10 @@ Datasets (`data.name`):
   (fraction `action_units`) or no label (the rest), drawn with `annotation.seed`. The
   relatedness table is `zoo.data.facs.expert_relatedness()` (`relatedness.method: expert`),
   from which SynthHeads samples the AUs of each expression.
+- `synthheads-identity`: the person (class task, closed set) and person-level head-shape
+  attributes of SynthHeads stills, annotated on disjoint training images as the build
+  records (`zoo.data.synthheads_identity`). The relatedness table is estimated from the
+  training annotations (`relatedness.method`, see `estimate_identity_relatedness`).
 
 The coupled pair is the dataset's first multiclass task and its first multilabel task. The
 relatedness table is stored in the model's config. Samples without any label stay in the
@@ -68,7 +72,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from zoo.data import digit_attributes
+from zoo.data import digit_attributes, synthheads_identity
 from zoo.data.facs import AU_LABELS, EXPRESSIONS, expert_relatedness
 from zoo.data.images import preprocess
 from zoo.evaluation import build_dataset
@@ -98,9 +102,14 @@ DEFAULT_RELATEDNESS_METHOD = "cross-annotation-em"
 
 DIGIT_DATASET = "digit-attributes"
 FACE_DATASET = "synthheads"
-DATASETS = (DIGIT_DATASET, FACE_DATASET)
+IDENTITY_DATASET = synthheads_identity.DATASET_NAME
+DATASETS = (DIGIT_DATASET, FACE_DATASET, IDENTITY_DATASET)
 # Relatedness estimates per dataset; the first is the default.
-RELATEDNESS_METHODS = {DIGIT_DATASET: digit_attributes.RELATEDNESS_METHODS, FACE_DATASET: ("expert", "oracle")}
+RELATEDNESS_METHODS = {
+    DIGIT_DATASET: digit_attributes.RELATEDNESS_METHODS,
+    FACE_DATASET: ("expert", "oracle"),
+    IDENTITY_DATASET: synthheads_identity.RELATEDNESS_METHODS,
+}
 # SynthHeads tasks: the 7 expressions (class task) and the 17 AU occurrences (attribute task).
 FACE_TASKS = [
     {"name": "expression", "kind": "multiclass", "label_names": list(EXPRESSIONS)},
@@ -171,8 +180,11 @@ def dataset_name(config: dict[str, Any]) -> str:
 
 def data_tasks(config: dict[str, Any], dataset) -> list[dict[str, Any]]:
     """Return the task specs (name, kind, label_names) of the config's dataset, class task first."""
-    if dataset_name(config) == FACE_DATASET:
+    name = dataset_name(config)
+    if name == FACE_DATASET:
         return [{**task, "label_names": list(task["label_names"])} for task in FACE_TASKS]
+    if name == IDENTITY_DATASET:
+        return synthheads_identity.dataset_tasks(dataset)
     return digit_attributes.dataset_tasks(dataset)
 
 
@@ -218,11 +230,14 @@ def face_tensors(split, preprocessing: dict[str, Any], batch_size: int = 256) ->
 def split_tensors(config: dict[str, Any], dataset, split: str, preprocessing: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Return a split's model inputs and targets per task, -1 where a training sample is not annotated.
 
-    Digit Attributes stores its annotation in the dataset. SynthHeads images carry every
-    label, so its training split keeps only the label set of `face_label_sets`.
+    Digit Attributes and SynthHeads Identity store their annotation in the dataset.
+    SynthHeads images carry every label, so its training split keeps only the label set of
+    `face_label_sets`.
     """
     if dataset_name(config) == DIGIT_DATASET:
         return digit_attributes.multitask_tensors(dataset[split], preprocessing)
+    if dataset_name(config) == IDENTITY_DATASET:
+        return synthheads_identity.multitask_tensors(dataset[split], preprocessing)
     inputs, targets = face_tensors(dataset[split], preprocessing)
     if split == "train":
         label_sets = torch.from_numpy(face_label_sets(len(inputs), face_annotation(config)))
@@ -241,7 +256,8 @@ def estimate_relatedness(config: dict[str, Any], dataset, method: str | None = N
     SynthHeads methods: "expert" is `zoo.data.facs.expert_relatedness()`, from which the
     SynthHeads labels are sampled. "oracle" counts the hidden expressions and AUs of every
     training image, which training never reads. Digit Attributes methods are those of
-    `zoo.data.digit_attributes.estimate_digit_relatedness`.
+    `zoo.data.digit_attributes.estimate_digit_relatedness`, and SynthHeads Identity methods
+    those of `zoo.data.synthheads_identity.estimate_identity_relatedness`.
     """
     settings = config.get("relatedness") or {}
     name = dataset_name(config)
@@ -251,6 +267,8 @@ def estimate_relatedness(config: dict[str, Any], dataset, method: str | None = N
     pseudocount = float(settings.get("pseudocount", 0.0))
     if name == DIGIT_DATASET:
         return digit_attributes.estimate_digit_relatedness(dataset, method=method, pseudocount=pseudocount)
+    if name == IDENTITY_DATASET:
+        return synthheads_identity.estimate_identity_relatedness(dataset, method=method, pseudocount=pseudocount)
     if method == "expert":
         return TaskRelatedness.from_facs(expert_relatedness())
     train = dataset["train"]

@@ -38,6 +38,12 @@ METRIC_NAMES = {
     "action_units_mean_f1": "Action-unit mean F1",
     "digit_accuracy": "Digit accuracy",
     "attributes_mean_f1": "Attribute mean F1",
+    "psnr": "Self-reenactment PSNR on the face (dB)",
+    "ssim": "Self-reenactment SSIM on the face",
+    "masked_l1": "Self-reenactment L1 on the face",
+    "temporal_warp_error": "Temporal warp error under the true flow",
+    "pose_transfer_error_degrees": "Pose transfer error (degrees, DAD-3DNet fit)",
+    "expression_transfer_error": "Expression transfer error (DAD-3DNet fit)",
 }
 
 
@@ -169,6 +175,23 @@ def _alignment_plots(info: CheckpointInfo, results: dict[str, Any], variants: di
     return {"pose_bins": "assets/pose_bins.png", "samples": "assets/samples.png", "astronaut": "assets/astronaut.png"}
 
 
+def _reenactment_plots(info: CheckpointInfo, results: dict[str, Any], assets: Path) -> dict[str, str]:
+    """Draw a reenactment model's frame strips (and, for few-shot models, the K curve); return name to relative path."""
+    import zoo
+    from zoo.evaluation import build_dataset
+    from zoo.figures import few_shot_strip, plot_few_shot, reenactment_strip
+
+    model = zoo.load(info.id)
+    dataset = build_dataset(model.config["data"])
+    split = results["dataset"]["split"]
+    if "few_shot" in results:
+        plot_few_shot(assets / "few_shot.png", results["few_shot"])
+        few_shot_strip(assets / "samples.png", model, dataset, split=split)
+        return {"few_shot": "assets/few_shot.png", "samples": "assets/samples.png"}
+    reenactment_strip(assets / "samples.png", model, dataset, split=split)
+    return {"samples": "assets/samples.png"}
+
+
 def case_study_table(case_study: dict[str, Any], split: str = "test") -> str:
     """Format a case-study JSON as a Markdown table: each task's primary metric per variant, and the transfer verdict.
 
@@ -218,6 +241,9 @@ def render_card(model_id: str, output_dir: str | Path | None = None, results_dir
     if results and "pose_bins" in results["metrics"]:
         assets.mkdir(exist_ok=True)
         plots.update(_alignment_plots(info, results, variants, assets))
+    elif results and "temporal_warp_error" in results["metrics"]:
+        assets.mkdir(exist_ok=True)
+        plots.update(_reenactment_plots(info, results, assets))
     elif results and "group_accuracy" in results["metrics"]:
         assets.mkdir(exist_ok=True)
         entries = [(info.method, results)]

@@ -48,6 +48,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     model = zoo.load(args.id, revision=args.revision)
     failures = 0
+    if getattr(model, "video_output", False):
+        return _predict_video(model, args)
     try:
         paths = expand_image_paths(args.inputs)
     except ImageInputError as error:
@@ -62,6 +64,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             continue
         _print_json({"input": str(path), **result})
     return 1 if failures else 0
+
+
+def _predict_video(model, args: argparse.Namespace) -> int:
+    """Drive a reenactment model with one .npz of motion parameters or with video frames (files or a folder), in order."""
+    from zoo.data.images import ImageInputError, expand_image_paths
+
+    inputs = [str(item) for item in args.inputs]
+    try:
+        driving = inputs[0] if len(inputs) == 1 and inputs[0].endswith(".npz") else [str(p) for p in expand_image_paths(inputs)]
+        result = model.predict(driving, output=args.output or "reenacted.gif")
+    except (ImageInputError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    _print_json({"input": inputs, **result})
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -243,8 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("predict", help="run a checkpoint on input files or folders (one JSON line per input)")
     sub.add_argument("id", help="registered id, checkpoint folder or Hub repo id")
-    sub.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    sub.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="image files or folders of images; for reenactment models, one .npz of driving motion or the driving video's frames",
+    )
     sub.add_argument("--revision", help="Hub revision")
+    sub.add_argument("--output", help="reenactment models: the .gif (or .png strip) to write (default: reenacted.gif)")
     sub.set_defaults(func=cmd_predict)
 
     sub = commands.add_parser("eval", help="evaluate a checkpoint and write cards/results/ID.json")

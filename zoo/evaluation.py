@@ -54,11 +54,22 @@ def _build_synthheads(data: dict[str, Any]):
     from zoo.data.synthheads import build_synthheads
 
     # Every key but the name is a `build_synthheads` option (a SynthHeadsConfig field, `cache` or
-    # `cache_dir`), except `annotation`: multi-task checkpoints record there which labels each
-    # training image kept, which does not change the images.
-    options = {key: value for key, value in data.items() if key not in ("name", "overrides", "annotation")}
+    # `cache_dir`), except `annotation` and `target`: multi-task checkpoints record there which
+    # labels each training image kept, and reenactment checkpoints which person they render;
+    # neither changes the images.
+    options = {key: value for key, value in data.items() if key not in ("name", "overrides", "annotation", "target")}
     options.update(data.get("overrides") or {})
     return build_synthheads(**options)
+
+
+def _build_synthheads_identity(data: dict[str, Any]):
+    from zoo.data.synthheads_identity import build_synthheads_identity
+
+    # Every key but the name is a `build_synthheads_identity` option: a SynthHeadsIdentityConfig
+    # field, a SynthHeads option, `cache` or `cache_dir`.
+    options = {key: value for key, value in data.items() if key not in ("name", "overrides")}
+    options.update(data.get("overrides") or {})
+    return build_synthheads_identity(**options)
 
 
 def _published_builder(name: str) -> Callable[[dict[str, Any]], Any]:
@@ -76,6 +87,7 @@ DATASET_BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "coloured-digits": _build_coloured_digits,
     "digit-attributes": _build_digit_attributes,
     "synthheads": _build_synthheads,
+    "synthheads-identity": _build_synthheads_identity,
     **{
         name: _published_builder(name)
         for name in (

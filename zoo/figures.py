@@ -1,6 +1,7 @@
 """Card figures drawn from a checkpoint's own predictions: sample grids, real-photo outputs and per-bin bars.
 
-`zoo.cards.render_card` calls these for head aligners, whose results carry ``pose_bins``.
+`zoo.cards.render_card` calls these for head aligners, whose results carry ``pose_bins``, and for
+reenactment models, whose results carry ``temporal_warp_error``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["alignment_photo_figure", "alignment_sample_grid", "plot_pose_bins"]
+__all__ = [
+    "alignment_photo_figure", "alignment_sample_grid", "few_shot_strip", "plot_few_shot", "plot_pose_bins", "reenactment_strip",
+]
 
 # Metrics drawn per pose bin, with their axis labels.
 POSE_BIN_PANELS = (("nme_reprojection", "reprojection NME (%)"), ("pose_error", "pose error ||I - R R_gt^T||_F"))
@@ -139,6 +142,123 @@ def plot_case_study(path: Path, case_study: dict[str, Any], split: str = "test")
         axis.set_ylim(max(0.0, low - 0.05), min(1.05, high + 0.05))
         axis.set_xticks(range(len(rows)), rows, rotation=35, ha="right", fontsize=7)
         axis.set_title(f"{task}: {metric} ({split}, mean ± sd over seeds)", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _labelled_rows(path: Path, rows: list[tuple[str, list[np.ndarray]]], *, tile: int, title: str | None = None) -> None:
+    """Save rows of equally sized RGB tiles as one image with a label column on the left."""
+    from PIL import ImageDraw
+
+    label_width = 150
+    columns = max(len(tiles) for _, tiles in rows)
+    header = 22 if title else 0
+    canvas = Image.new("RGB", (label_width + columns * tile, header + len(rows) * tile), "white")
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((6, 5), title, fill="black")
+    for index, (label, tiles) in enumerate(rows):
+        top = header + index * tile
+        draw.text((6, top + tile // 2 - 6), label, fill="black")
+        for column, array in enumerate(tiles):
+            image = Image.fromarray(array).resize((tile, tile), Image.NEAREST)
+            canvas.paste(image, (label_width + column * tile, top))
+    canvas.save(path)
+
+
+def _frames_to_tiles(frames, picks: list[int]) -> list[np.ndarray]:
+    """(T, C, H, W) tensor in [0, 1] -> uint8 tiles of the picked frames (one channel shown as grey)."""
+    chosen = frames[picks]
+    if chosen.shape[1] == 1:
+        chosen = chosen.expand(-1, 3, -1, -1)
+    return list((chosen.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().byte().numpy())
+
+
+def reenactment_strip(path: Path, model, dataset, *, split: str = "test", columns: int = 8, tile: int = 96) -> None:
+    """Draw a person-specific reenactment model's held-out self-reenactment and one cross-identity clip.
+
+    Rows: the held-out real frames of the target's first clip, its NMFC and eye conditioning,
+    the generated frames, and the nearest-training-frame baseline; then a driving clip of
+    another person from `split` and the target driven by it.
+    """
+    import torch
+
+    from zoo.reenactment.data import held_out_start, load_clips
+    from zoo.reenactment.evaluation import NearestTrainingFrame
+
+    clips = model.target_clips(dataset)
+    clip = clips[0]
+    start = held_out_start(clip.num_frames)
+    history = min(model.window - 1, start)
+    stacked = clip.stacked(model.condition_kinds)[start - history:]
+    with torch.no_grad():
+        generated = ((model.eval().rollout(stacked[None], history=history)[0] + 1) / 2).clamp(0, 1)
+    held = clip.num_frames - start
+    picks = np.linspace(0, held - 1, min(columns, held)).round().astype(int).tolist()
+
+    nearest = NearestTrainingFrame(clips)(clip, slice(start, None))
+
+    rows = [
+        ("held-out real", _frames_to_tiles(clip.frames[start:], picks)),
+        ("NMFC", _frames_to_tiles(clip.conditioning["nmfc"][start:], picks)),
+        ("eye image", _frames_to_tiles(clip.conditioning["eyes"][start:], picks)),
+        (f"{type(model).__name__}", _frames_to_tiles(generated, picks)),
+        ("nearest training frame", _frames_to_tiles(nearest, picks)),
+    ]
+    driver = load_clips(dataset[split], model.renderer, model.condition_kinds)[0]
+    result = model.generate(model.transfer(driver.motion))
+    cross = np.linspace(0, driver.num_frames - 1, columns).round().astype(int).tolist()
+    rows += [
+        (f"driving (person {driver.identity})", _frames_to_tiles(driver.frames, cross)),
+        ("target, driven", _frames_to_tiles(result["frames"], cross)),
+    ]
+    _labelled_rows(path, rows, tile=tile, title="Self-reenactment on held-out frames (top) and cross-identity reenactment (bottom)")
+
+
+def few_shot_strip(path: Path, model, dataset, *, split: str = "test", shots=(0, 1, 8, 32), columns: int = 8, tile: int = 96) -> None:
+    """Draw one new person's held-out frames beside the generic model adapted on K of their frames, for each K."""
+    import torch
+
+    from zoo.reenactment.data import held_out_start
+
+    people = model._people_clips(dataset, split)
+    person = sorted(people)[0]
+    clip = people[person][0]
+    start = held_out_start(clip.num_frames)
+    held = clip.num_frames - start
+    picks = np.linspace(0, held - 1, min(columns, held)).round().astype(int).tolist()
+    rows = [(f"held-out real (person {person})", _frames_to_tiles(clip.frames[start:], picks)),
+            ("shape image", _frames_to_tiles(clip.conditioning["shape"][start:], picks))]
+    for count in shots:
+        adapted = model._shots(people[person], count)
+        history = min(adapted.window - 1, start)
+        stacked = clip.stacked(adapted.condition_kinds)[start - history:]
+        with torch.no_grad():
+            generated = ((adapted.eval().rollout(stacked[None], history=history)[0] + 1) / 2).clamp(0, 1)
+        rows.append((f"K = {count}" + (" (generic)" if count == 0 else ""), _frames_to_tiles(generated, picks)))
+    _labelled_rows(path, rows, tile=tile, title="Self-reenactment of a new person after adapting on K frames")
+
+
+def plot_few_shot(path: Path, few_shot: dict[str, Any]) -> None:
+    """Line-plot self-reenactment PSNR and masked L1 of new people against the number of adaptation frames K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shots = sorted(few_shot["shots"], key=int)
+    positions = np.arange(len(shots))
+    figure, axes = plt.subplots(1, 2, figsize=(7.5, 2.8), dpi=120)
+    for axis, (metric, label) in zip(axes, (("psnr", "face PSNR (dB), higher is better"), ("masked_l1", "face L1, lower is better"))):
+        values = [few_shot["shots"][k][metric] for k in shots]
+        axis.plot(positions, values, marker="o")
+        for x, value in zip(positions, values):
+            axis.annotate(f"{value:.3f}" if metric == "masked_l1" else f"{value:.2f}", (x, value), fontsize=7,
+                          textcoords="offset points", xytext=(0, 5), ha="center")
+        axis.set_xticks(positions, [f"K={k}" for k in shots])
+        axis.set_ylabel(label, fontsize=8)
+    figure.suptitle(f"New people ({few_shot['split']} split), {few_shot['adaptation_steps']} adaptation steps", fontsize=9)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -205,6 +205,39 @@ MTL_DM_PAPER = Paper(
 }""",
 )
 
+HEAD2HEAD_PAPER = Paper(
+    title="Head2Head: Video-based Neural Head Synthesis",
+    authors="Mohammad Rami Koujan, Michail Christos Doukas, Anastasios Roussos, Stefanos Zafeiriou",
+    venue="IEEE International Conference on Automatic Face and Gesture Recognition (FG); Head2Head++ in arXiv 2006.10199",
+    year=2020,
+    url="https://arxiv.org/abs/2005.10954",
+    code_url="https://github.com/michaildoukas/head2head",
+    code_license="not checked",
+    bibtex="""@inproceedings{koujan2020head2head,
+  title     = {Head2Head: Video-based Neural Head Synthesis},
+  author    = {Koujan, Mohammad Rami and Doukas, Michail Christos and Roussos, Anastasios and
+               Zafeiriou, Stefanos},
+  booktitle = {IEEE International Conference on Automatic Face and Gesture Recognition (FG)},
+  pages     = {319--326},
+  year      = {2020}
+}""",
+)
+
+HEAD2HEADFS_PAPER = Paper(
+    title="Head2HeadFS: Video-based Head Reenactment with Few-shot Learning",
+    authors="Michail Christos Doukas, Mohammad Rami Koujan, Viktoriia Sharmanska, Stefanos Zafeiriou",
+    venue="arXiv preprint 2103.16229",
+    year=2021,
+    url="https://arxiv.org/abs/2103.16229",
+    bibtex="""@article{doukas2021head2headfs,
+  title   = {Head2HeadFS: Video-based Head Reenactment with Few-shot Learning},
+  author  = {Doukas, Michail Christos and Koujan, Mohammad Rami and Sharmanska, Viktoriia and
+             Zafeiriou, Stefanos},
+  journal = {arXiv preprint arXiv:2103.16229},
+  year    = {2021}
+}""",
+)
+
 _ENTRIES = [
     CheckpointInfo(
         id="realpatch-coloured-digits",

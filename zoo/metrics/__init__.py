@@ -14,6 +14,7 @@ from zoo.metrics.multitask import (
     multilabel_metrics,
     va_score,
 )
+from zoo.metrics.reenactment import face_region, frames_per_second, masked_l1_error, psnr, ssim, temporal_warp_error
 
 __all__ = [
     "accuracy",
@@ -22,10 +23,16 @@ __all__ = [
     "evaluate_loader",
     "expression_score",
     "f1_per_label",
+    "face_region",
+    "frames_per_second",
     "group_metrics",
     "macro_f1",
+    "masked_l1_error",
     "mean_f1",
     "multiclass_metrics",
     "multilabel_metrics",
+    "psnr",
+    "ssim",
+    "temporal_warp_error",
     "va_score",
 ]

@@ -1,0 +1,155 @@
+"""SynthHeads clips as tensors for video reenactment: frames, conditioning renders, exact flow.
+
+The conditioning images are rendered from each frame's morphable-model parameters with
+`render_conditioning`, the same call that reenactment makes at inference, so a generator
+is trained only on conditioning images that parameters alone produce. Frames, flow and
+landmarks come from the dataset rows.
+
+Head2Head holds out the last third of every video of its target person for
+self-reenactment (`held_out_start`); training windows are drawn from the first two thirds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from zoo.reenactment.conditioning import MotionParameters, render_conditioning, stack_conditioning
+
+__all__ = ["ClipTensors", "WindowBatch", "held_out_start", "load_clips", "sample_windows", "to_frames"]
+
+
+def held_out_start(num_frames: int) -> int:
+    """Return the first held-out frame of a clip: its last third (rounded down) is held out."""
+    if num_frames < 3:
+        raise ValueError(f"a clip needs at least 3 frames to hold out its last third, got {num_frames}")
+    return num_frames - num_frames // 3
+
+
+def to_frames(images: Sequence) -> torch.Tensor:
+    """Stack PIL images or (H, W, 3) uint8 arrays into (T, 3, H, W) floats in [0, 1]."""
+    arrays = [np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8) for image in images]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+
+
+@dataclass
+class ClipTensors:
+    """One clip of one person, every per-frame tensor on the CPU.
+
+    frames (T, 3, H, W) and each conditioning image (T, C, H, W) are in [0, 1]; ``mask`` is
+    the rendered face mask (T, 1, H, W); ``flow`` (T - 1, 2, H, W) is the forward flow in
+    pixels and ``flow_valid`` (T - 1, H, W) its validity.
+    """
+
+    identity: int
+    clip: int
+    frames: torch.Tensor
+    conditioning: dict[str, torch.Tensor]
+    mask: torch.Tensor
+    landmarks_2d: torch.Tensor
+    flow: torch.Tensor
+    flow_valid: torch.Tensor
+    motion: MotionParameters
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    def stacked(self, kinds: Sequence[str]) -> torch.Tensor:
+        """Return the (T, C, H, W) generator conditioning in [-1, 1]."""
+        return stack_conditioning(self.conditioning, kinds)
+
+
+def load_clips(split, renderer, kinds: Sequence[str], identities: Iterable[int] | None = None) -> list[ClipTensors]:
+    """Turn the rows of a SynthHeads clips split into `ClipTensors`, rendering the conditioning kinds.
+
+    Args:
+        split: a `datasets.Dataset` of SynthHeads clips built with ``flow=True``.
+        renderer: the `HeadRenderer` of the generator's resolution.
+        kinds: conditioning kinds to render (see `zoo.reenactment.conditioning.CONDITION_KINDS`).
+        identities: keep only these people (all when None).
+    """
+    if "flow" not in split.column_names:
+        raise ValueError("reenactment training needs SynthHeads clips with exact flow; build them with flow=True")
+    requested = None if identities is None else {int(i) for i in identities}
+    rows = range(len(split)) if requested is None else [i for i, person in enumerate(split["identity"]) if int(person) in requested]
+    if requested is not None and not rows:
+        raise ValueError(f"no clip of identities {sorted(requested)} in this split; it contains {sorted(set(split['identity']))}")
+    clips = []
+    for index in rows:
+        row = split[int(index)]
+        motion = MotionParameters.from_clip_row(row)
+        rendered = render_conditioning(renderer, motion, kinds=tuple(kinds))
+        frames = to_frames(row["frames"])
+        if frames.shape[-1] != renderer.width:
+            raise ValueError(f"the clips are {frames.shape[-1]} px but the renderer draws {renderer.width} px")
+        clips.append(
+            ClipTensors(
+                identity=int(row["identity"]),
+                clip=int(row["clip"]),
+                frames=frames,
+                conditioning={kind: rendered[kind] for kind in kinds},
+                mask=rendered["mask"],
+                landmarks_2d=rendered["landmarks_2d"],
+                flow=torch.as_tensor(np.asarray(row["flow"], dtype=np.float32)),
+                flow_valid=torch.as_tensor(np.asarray(row["flow_valid"], dtype=np.float32)),
+                motion=motion,
+            )
+        )
+    return clips
+
+
+@dataclass
+class WindowBatch:
+    """B windows of L consecutive frames: real frames in [-1, 1] and everything the losses read."""
+
+    frames: torch.Tensor  # (B, L, 3, H, W) in [-1, 1]
+    conditioning: torch.Tensor  # (B, L + window - 1, C, H, W) in [-1, 1]: each window's history first
+    mask: torch.Tensor  # (B, L, 1, H, W)
+    landmarks_2d: torch.Tensor  # (B, L, 68, 2)
+    flow: torch.Tensor  # (B, L - 1, 2, H, W)
+    flow_valid: torch.Tensor  # (B, L - 1, H, W)
+
+
+def sample_windows(
+    clips: Sequence[ClipTensors],
+    kinds: Sequence[str],
+    *,
+    length: int,
+    batch_size: int,
+    history: int,
+    generator: torch.Generator,
+    stop: str = "held-out",
+) -> WindowBatch:
+    """Draw `batch_size` random windows of `length` frames from the training part of the clips.
+
+    Args:
+        history: conditioning frames before each window that the generator's first frame reads
+            (window size minus 1); before a clip's first frame the first frame repeats.
+        stop: "held-out" keeps every window before `held_out_start`; "end" allows whole clips
+            (for generic models whose evaluation people are not in training).
+    """
+    if length < 1 or batch_size < 1:
+        raise ValueError(f"length and batch_size must be at least 1, got {length} and {batch_size}")
+    if stop not in ("held-out", "end"):
+        raise ValueError(f"stop must be 'held-out' or 'end', got {stop!r}")
+    picks = torch.randint(len(clips), (batch_size,), generator=generator).tolist()
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in ("frames", "conditioning", "mask", "landmarks_2d", "flow", "flow_valid")}
+    for pick in picks:
+        clip = clips[pick]
+        end = held_out_start(clip.num_frames) if stop == "held-out" else clip.num_frames
+        if end < length:
+            raise ValueError(f"windows of {length} frames do not fit the {end} training frames of clip {clip.clip}; use shorter windows")
+        start = int(torch.randint(end - length + 1, (1,), generator=generator))
+        conditioning = clip.stacked(kinds)
+        rows = [max(0, t) for t in range(start - history, start + length)]
+        parts["conditioning"].append(conditioning[rows])
+        parts["frames"].append(clip.frames[start:start + length] * 2.0 - 1.0)
+        parts["mask"].append(clip.mask[start:start + length])
+        parts["landmarks_2d"].append(clip.landmarks_2d[start:start + length])
+        parts["flow"].append(clip.flow[start:start + length - 1])
+        parts["flow_valid"].append(clip.flow_valid[start:start + length - 1])
+    return WindowBatch(**{name: torch.stack(values) for name, values in parts.items()})
