@@ -189,6 +189,17 @@ def test_build_is_seeded(heads, cache_dir):
         assert again[split]["label"] == heads[split]["label"]
 
 
+def test_split_order_does_not_matter(heads, cache_dir):
+    options = {key: value for key, value in tiny_data(cache_dir).items() if key != "name"}
+    options["splits"] = {"test": 0.2, "train": 0.6, "validation": 0.2}
+
+    reordered = build_synthheads_identity(**options)
+
+    assert list(reordered) == list(SPLITS)
+    for split in SPLITS:
+        assert reordered[split]["source_index"] == heads[split]["source_index"]
+
+
 def test_within_person_counts_rounding():
     assert within_person_counts(30, {"train": 0.6, "validation": 0.2, "test": 0.2}) == {"train": 18, "validation": 6, "test": 6}
     assert within_person_counts(10, {"train": 0.7, "validation": 0.15, "test": 0.15}) == {"train": 7, "validation": 2, "test": 1}
@@ -256,7 +267,8 @@ def test_estimated_relatedness_has_provenance(heads, method):
     assert table.attribute_names == ATTRIBUTE_NAMES
     assert "attribute-annotated training images" in table.provenance
     assert f"{3 * PEOPLE} identity-annotated images" in table.provenance
-    # Every row is a person's attribute frequencies over its attribute-annotated images.
+    # Each row is a person's attribute frequencies, with each attribute-annotated image weighted by
+    # its person probability, and each image's weights sum to 1 over the people.
     assert np.isfinite(table.matrix).all()
     assert ((table.matrix >= 0) & (table.matrix <= 1)).all()
     assert np.allclose(table.sample_counts.sum(axis=0), 3 * PEOPLE)
@@ -348,3 +360,22 @@ def test_case_study_annotation_protocol(heads, cache_dir):
     assert protocol["unlabelled"] == 0
     assert protocol["class_labels_per_class"] == "3"
     assert protocol["settings"] == "identity_fraction 0.5"
+
+
+def test_case_study_writes_table(tmp_path, cache_dir, cached_heads):
+    output = tmp_path / "results" / "identity"
+    config = tiny_config(tmp_path, cache_dir)
+    argv = ["--config", str(config), "--seeds", "0", "--splits", "validation", "--runs-dir", str(tmp_path / "runs"), "--output", str(output)]
+
+    assert mtl_case_study.main(argv) == 0
+
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert list(report["tables"]["validation"]) == [
+        "single-task (identity)", "single-task (attributes)", "multitask", "coannotation", "distribution-matching", "both",
+    ]
+    assert report["relatedness"]["method"] == "cross-annotation-em"
+    assert "fitted by EM" in report["relatedness"]["provenance"]
+    assert report["protocol"]["class_labelled"] == 3 * PEOPLE
+    markdown = output.with_suffix(".md").read_text()
+    assert "| single-task (identity) |" in markdown
+    assert "identity accuracy, attributes mean F1" in markdown

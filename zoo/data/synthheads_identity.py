@@ -97,6 +97,7 @@ CLASSIFIER_GRID = 8
 LOGISTIC_REGRESSION_CS = (0.1, 1.0, 10.0)
 # SynthHeads columns each split keeps for analysis.
 KEPT_COLUMNS = ("image", "identity", "expression", "pose")
+SPLIT_ORDER = ("train", "validation", "test")
 # Options of this builder; every other build option is a SynthHeads option.
 FIELDS = ("splits", "identity_fraction", "attribute_fraction", "attributes", "seed")
 
@@ -143,6 +144,11 @@ class SynthHeadsIdentityConfig:
         unknown = [name for name in self.attributes if name not in ALL_ATTRIBUTES]
         if unknown or not self.attributes or len(set(self.attributes)) != len(self.attributes):
             raise ValueError(f"attributes must be distinct names from {list(ALL_ATTRIBUTES)}, got {list(self.attributes)}")
+        # Each person's images are dealt to the splits in a fixed order (train, validation, test,
+        # then the rest by name), because configs saved as JSON or YAML with sorted keys lose theirs.
+        names = [name for name in SPLIT_ORDER if name in self.splits]
+        names += sorted(name for name in self.splits if name not in SPLIT_ORDER)
+        object.__setattr__(self, "splits", {name: float(self.splits[name]) for name in names})
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))

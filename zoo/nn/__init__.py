@@ -20,9 +20,12 @@ from zoo.nn.set_discriminator import (
     discriminator_loss,
     encoder_adversarial_loss,
 )
+from zoo.nn.spade import SPADE, AdaIN, AdaINResBlock, SPADEResBlock, init_xavier
 from zoo.nn.warp import compose_flows, warp
 
 __all__ = [
+    "AdaIN",
+    "AdaINResBlock",
     "ConvEncoder",
     "EmaTeacher",
     "FifoMemoryBank",
@@ -30,6 +33,8 @@ __all__ = [
     "MultiScaleDiscriminator",
     "PatchDiscriminator",
     "ResnetBlock",
+    "SPADE",
+    "SPADEResBlock",
     "SequentialGenerator",
     "SetDiscriminator",
     "TemporalDiscriminator",
@@ -38,8 +43,9 @@ __all__ = [
     "compose_flows",
     "crop_roi",
     "discriminator_loss",
-    "encoder_spec",
     "encoder_adversarial_loss",
+    "encoder_spec",
+    "init_xavier",
     "linear_momentum",
     "mouth_centres",
     "roi_size",

@@ -1,0 +1,521 @@
+"""HeadGAN: one-shot head reenactment from 3D face renders and audio features (networks only).
+
+HeadGAN (Doukas, Zafeiriou and Sharmanska, ICCV 2021; code at github.com/michaildoukas/headGAN)
+animates a person from a single reference image. The driving motion arrives as NMFC renders
+of the morphable head (`zoo.reenactment.conditioning`): the current frame and the frames before
+it, stacked along channels. The generator has two parts:
+
+- `FlowNetwork` encodes the reference image with its NMFC and decodes, under SPADE modulation by
+  the driving NMFC stack, a dense flow and a soft mask. The flow, scaled by the mask, warps the
+  reference image and every level of the reference features towards the driving pose.
+- `RenderingNetwork` encodes the driving NMFC stack and decodes it into the output frame. At each
+  level, SPADE blocks inject the warped reference features, and AdaIN blocks inject the audio
+  feature vector of the frame (`zoo.data.synthheads.audio`). Full-resolution SPADE blocks also
+  inject the warped reference image.
+
+`AudioMouthDiscriminator` judges mouth crops together with the frame's audio features, so the
+generator learns lip shapes that fit the sound.
+
+Layer sequence, widths, SPADE and AdaIN forms and the Xavier init with gain 0.02 follow the
+released code, with one difference noted on `zoo.nn.spade.SPADEResBlock`. Its configuration is
+``image_size=256, base_channels=32, levels=2, max_channels=512, spade_hidden=256,
+audio_dim=300, pixel_shuffle=True``, with 51.75 M generator parameters. The defaults here
+are a CPU-sized variant with 0.93 M. They use nearest-neighbour upsampling, the released
+``no_pixelshuffle`` option, and 84 audio features because the 216 DeepSpeech values are not
+computed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from zoo.hub import ZooModel
+from zoo.nn.discriminators import MultiScaleDiscriminator
+from zoo.nn.spade import LEAKY_SLOPE, AdaINResBlock, SPADEResBlock, init_xavier
+from zoo.nn.warp import warp
+
+__all__ = [
+    "AudioMouthDiscriminator",
+    "FeatureEncoder",
+    "FlowNetwork",
+    "FlowOutput",
+    "HeadGAN",
+    "RenderingNetwork",
+    "level_widths",
+    "tile_audio",
+]
+
+# Channels of one RGB frame and of one NMFC render.
+IMAGE_CHANNELS = 3
+NMFC_CHANNELS = 3
+# Gain of the Xavier-normal init in the released code (its `init_variance` option).
+INIT_GAIN = 0.02
+
+
+def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_image(name: str, tensor: torch.Tensor, channels: int, levels: int) -> None:
+    if tensor.ndim != 4 or tensor.shape[1] != channels:
+        raise ValueError(f"{name} must have shape (B, {channels}, H, W), got {tuple(tensor.shape)}")
+    factor = 2**levels
+    height, width = tensor.shape[-2:]
+    if height % factor or width % factor:
+        raise ValueError(
+            f"{name} is {height}x{width}, which is not divisible by 2**levels = {factor}. "
+            f"Resize or pad the frames to a multiple of {factor}, or lower levels"
+        )
+
+
+def _check_same_frames(reference: torch.Tensor, name: str, other: torch.Tensor) -> None:
+    if other.shape[0] != reference.shape[0] or other.shape[-2:] != reference.shape[-2:]:
+        raise ValueError(
+            f"{name} {tuple(other.shape)} must agree with the reference image {tuple(reference.shape)} "
+            "in batch size, height and width"
+        )
+
+
+def level_widths(base_channels: int, levels: int, max_channels: int, pixel_shuffle: bool) -> list[int]:
+    """Return the feature width at each level, full resolution first.
+
+    Widths grow by 4 per level with PixelShuffle upsampling, which divides channels by 4, and by
+    2 otherwise, capped at `max_channels`. Released HeadGAN: 32, 128, 512.
+    """
+    growth = 4 if pixel_shuffle else 2
+    return [min(base_channels * growth**level, max_channels) for level in range(levels + 1)]
+
+
+def tile_audio(audio: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Repeat (B, A) audio features over a size x size (or height x width) grid: (B, A, H, W).
+
+    The result is a broadcast view, which `torch.cat` copies. Call ``.contiguous()`` before
+    writing to it.
+    """
+    if audio.ndim != 2:
+        raise ValueError(f"audio must have shape (B, audio_dim), got {tuple(audio.shape)}")
+    height, width = (size, size) if isinstance(size, int) else size
+    _check_positive_int("height", height)
+    _check_positive_int("width", width)
+    return audio[:, :, None, None].expand(-1, -1, height, width)
+
+
+class FlowOutput(NamedTuple):
+    """Outputs of `FlowNetwork`.
+
+    Attributes:
+        flow: (B, 2, H, W) backward flow in pixels, x then y, already multiplied by the mask.
+        mask: (B, 1, H, W) in [0, 1].
+        warped_features: reference features of each encoder level, full resolution first, each
+            warped with the flow average-pooled to its size and divided by its downsampling factor.
+        warped_reference: (B, 3, H, W) reference image warped with the flow.
+    """
+
+    flow: torch.Tensor
+    mask: torch.Tensor
+    warped_features: list[torch.Tensor]
+    warped_reference: torch.Tensor
+
+
+class FeatureEncoder(nn.Module):
+    """A reflect-padded 7x7 conv, then one stride-2 3x3 conv per level, each with spectral norm, affine InstanceNorm and ReLU.
+
+    The convs have no bias because the affine InstanceNorm after each of them has one.
+
+    Args:
+        in_channels: channels of the input image.
+        widths: output width of the 7x7 conv, then of each stride-2 conv (`level_widths`).
+    """
+
+    def __init__(self, in_channels: int, widths: list[int]) -> None:
+        super().__init__()
+        _check_positive_int("in_channels", in_channels)
+        stages = [
+            nn.Sequential(
+                nn.ReflectionPad2d(3),
+                spectral_norm(nn.Conv2d(in_channels, widths[0], kernel_size=7, bias=False)),
+                nn.InstanceNorm2d(widths[0], affine=True),
+                nn.ReLU(),
+            )
+        ]
+        for previous, width in zip(widths[:-1], widths[1:]):
+            stages.append(
+                nn.Sequential(
+                    spectral_norm(nn.Conv2d(previous, width, kernel_size=3, stride=2, padding=1, bias=False)),
+                    nn.InstanceNorm2d(width, affine=True),
+                    nn.ReLU(),
+                )
+            )
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Return the output of every stage, full resolution first."""
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+def _upsampler(pixel_shuffle: bool) -> nn.Module:
+    return nn.PixelShuffle(2) if pixel_shuffle else nn.Upsample(scale_factor=2, mode="nearest")
+
+
+def _decoder_out_widths(widths: list[int], pixel_shuffle: bool) -> list[int]:
+    """Return the output width of the block before each upsampling, deepest level first.
+
+    PixelShuffle turns 4C channels into C, so the block before it outputs four times the next
+    level's width. Nearest upsampling keeps the channels.
+    """
+    factor = 4 if pixel_shuffle else 1
+    return [factor * widths[level - 1] for level in range(len(widths) - 1, 0, -1)]
+
+
+class FlowNetwork(nn.Module):
+    """Predict the flow that moves the reference image to the driving pose, and warp the reference with it.
+
+    The encoder (`FeatureEncoder`) reads the reference RGB and its NMFC (6 channels). The decoder
+    starts with `levels` SPADE-ResBlocks at the bottleneck width. Then, per level, a SPADE-ResBlock
+    changes the width and the features are upsampled by 2. Every SPADE is modulated by the driving
+    NMFC stack. Two reflect-padded 7x7 convs give the flow (2 channels, in pixels) and the mask
+    ((tanh + 1) / 2), and the flow is multiplied by the mask.
+
+    The image and the full-resolution features are warped with the flow (`zoo.nn.warp.warp`
+    with border padding, so samples outside the image take the nearest border value). Each
+    deeper level is warped with the previous level's flow average-pooled 2x2 and halved,
+    because a displacement of d pixels is d / 2 pixels at half resolution.
+
+    Args:
+        condition_channels: channels of the driving NMFC stack (window x 3).
+        base_channels, levels, max_channels, pixel_shuffle: widths and depth (`level_widths`).
+        spade_hidden: embedding width of every SPADE.
+    """
+
+    def __init__(
+        self,
+        *,
+        condition_channels: int,
+        base_channels: int = 16,
+        levels: int = 2,
+        max_channels: int = 128,
+        spade_hidden: int = 32,
+        pixel_shuffle: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("condition_channels", condition_channels)
+        _check_positive_int("base_channels", base_channels)
+        _check_positive_int("levels", levels)
+        _check_positive_int("max_channels", max_channels, minimum=base_channels)
+        self.condition_channels = condition_channels
+        self.levels = levels
+        self.widths = level_widths(base_channels, levels, max_channels, pixel_shuffle)
+
+        self.encoder = FeatureEncoder(IMAGE_CHANNELS + NMFC_CHANNELS, self.widths)
+        bottleneck = self.widths[-1]
+        self.bottleneck_blocks = nn.ModuleList(
+            SPADEResBlock(bottleneck, bottleneck, condition_channels, spade_hidden) for _ in range(levels)
+        )
+        in_widths = self.widths[:0:-1]
+        out_widths = _decoder_out_widths(self.widths, pixel_shuffle)
+        self.level_blocks = nn.ModuleList(
+            SPADEResBlock(width_in, width_out, condition_channels, spade_hidden)
+            for width_in, width_out in zip(in_widths, out_widths)
+        )
+        self.upsample = _upsampler(pixel_shuffle)
+        self.flow_head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(self.widths[0], 2, kernel_size=7))
+        self.mask_head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(self.widths[0], 1, kernel_size=7))
+        init_xavier(self, INIT_GAIN)
+
+    def forward(self, reference_rgb: torch.Tensor, reference_nmfc: torch.Tensor, driving_nmfc: torch.Tensor) -> FlowOutput:
+        """Predict the flow and warp the reference.
+
+        Args:
+            reference_rgb: (B, 3, H, W) reference image in [-1, 1].
+            reference_nmfc: (B, 3, H, W) NMFC render of the reference image in [-1, 1].
+            driving_nmfc: (B, condition_channels, H, W) driving NMFC stack in [-1, 1].
+        """
+        _check_image("reference_rgb", reference_rgb, IMAGE_CHANNELS, self.levels)
+        _check_image("reference_nmfc", reference_nmfc, NMFC_CHANNELS, self.levels)
+        _check_image("driving_nmfc", driving_nmfc, self.condition_channels, self.levels)
+        _check_same_frames(reference_rgb, "reference_nmfc", reference_nmfc)
+        _check_same_frames(reference_rgb, "driving_nmfc", driving_nmfc)
+
+        features = self.encoder(torch.cat([reference_rgb, reference_nmfc], dim=1))
+        x = features[-1]
+        for block in self.bottleneck_blocks:
+            x = block(x, driving_nmfc)
+        for block in self.level_blocks:
+            x = self.upsample(block(x, driving_nmfc))
+
+        mask = (torch.tanh(self.mask_head(x)) + 1.0) / 2.0
+        flow = self.flow_head(x) * mask
+
+        warped_features = []
+        level_flow = flow
+        for index, feature in enumerate(features):
+            if index > 0:
+                level_flow = F.avg_pool2d(level_flow, kernel_size=2, stride=2) / 2.0
+            warped_features.append(warp(feature, level_flow, padding_mode="border"))
+        warped_reference = warp(reference_rgb, flow, padding_mode="border")
+        return FlowOutput(flow, mask, warped_features, warped_reference)
+
+
+class RenderingNetwork(nn.Module):
+    """Render the output frame from the driving NMFC stack, the warped reference and the audio features.
+
+    The encoder (`FeatureEncoder`) reads the driving NMFC stack. From the bottleneck up, each
+    level applies a SPADE-ResBlock modulated by that level's warped reference features, an
+    AdaIN-ResBlock driven by the audio vector (left out when ``audio_dim=0``) and an upsampling
+    by 2. At full resolution follow a SPADE-ResBlock on the warped full-resolution features, an
+    AdaIN-ResBlock, a SPADE-ResBlock on the warped reference image, LeakyReLU, a reflect-padded
+    7x7 conv and tanh.
+
+    Args:
+        condition_channels: channels of the driving NMFC stack (window x 3).
+        base_channels, levels, max_channels, pixel_shuffle: widths and depth, which must match
+            the `FlowNetwork` whose warped features this network reads.
+        spade_hidden: embedding width of every SPADE.
+        audio_dim: length of the per-frame audio feature vector; 0 removes the audio branch.
+    """
+
+    def __init__(
+        self,
+        *,
+        condition_channels: int,
+        base_channels: int = 16,
+        levels: int = 2,
+        max_channels: int = 128,
+        spade_hidden: int = 32,
+        audio_dim: int = 84,
+        pixel_shuffle: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("condition_channels", condition_channels)
+        _check_positive_int("base_channels", base_channels)
+        _check_positive_int("levels", levels)
+        _check_positive_int("max_channels", max_channels, minimum=base_channels)
+        _check_positive_int("audio_dim", audio_dim, minimum=0)
+        self.condition_channels = condition_channels
+        self.levels = levels
+        self.audio_dim = audio_dim
+        self.widths = level_widths(base_channels, levels, max_channels, pixel_shuffle)
+        full = self.widths[0]
+
+        self.encoder = FeatureEncoder(condition_channels, self.widths)
+        in_widths = self.widths[:0:-1]
+        out_widths = _decoder_out_widths(self.widths, pixel_shuffle)
+        # The SPADE condition of level l is the warped reference feature map of level l, which
+        # has the same width as this network's features entering level l.
+        self.level_blocks = nn.ModuleList(
+            SPADEResBlock(width_in, width_out, width_in, spade_hidden) for width_in, width_out in zip(in_widths, out_widths)
+        )
+        self.audio_blocks: nn.ModuleList | None = None
+        if audio_dim > 0:
+            self.audio_blocks = nn.ModuleList(AdaINResBlock(width, audio_dim) for width in [*out_widths, full])
+        self.upsample = _upsampler(pixel_shuffle)
+        self.feature_block = SPADEResBlock(full, full, full, spade_hidden)
+        self.image_block = SPADEResBlock(full, full, IMAGE_CHANNELS, spade_hidden)
+        self.to_image = nn.Sequential(
+            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(full, IMAGE_CHANNELS, kernel_size=7),
+            nn.Tanh(),
+        )
+        init_xavier(self, INIT_GAIN)
+
+    def _check_audio(self, audio: torch.Tensor | None, batch: int) -> None:
+        if self.audio_dim == 0:
+            if audio is not None:
+                raise ValueError("this network has audio_dim=0, so audio must be None")
+            return
+        if audio is None:
+            raise ValueError(f"audio is required: pass the (B, {self.audio_dim}) audio features of each driving frame")
+        if audio.shape != (batch, self.audio_dim):
+            raise ValueError(f"audio must have shape ({batch}, {self.audio_dim}), got {tuple(audio.shape)}")
+
+    def _apply_audio(self, index: int, x: torch.Tensor, audio: torch.Tensor | None) -> torch.Tensor:
+        if self.audio_blocks is None:
+            return x
+        return self.audio_blocks[index](x, audio)
+
+    def forward(
+        self,
+        driving_nmfc: torch.Tensor,
+        warped_features: list[torch.Tensor],
+        warped_reference: torch.Tensor,
+        audio: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Render (B, 3, H, W) frames in [-1, 1].
+
+        Args:
+            driving_nmfc: (B, condition_channels, H, W) driving NMFC stack in [-1, 1].
+            warped_features: `FlowOutput.warped_features`, one map per level, full resolution first.
+            warped_reference: (B, 3, H, W) warped reference image.
+            audio: (B, audio_dim) audio features, or None when ``audio_dim=0``.
+        """
+        _check_image("driving_nmfc", driving_nmfc, self.condition_channels, self.levels)
+        _check_image("warped_reference", warped_reference, IMAGE_CHANNELS, self.levels)
+        _check_same_frames(warped_reference, "driving_nmfc", driving_nmfc)
+        if len(warped_features) != self.levels + 1:
+            raise ValueError(
+                f"warped_features must contain {self.levels + 1} feature maps (levels + 1), got {len(warped_features)}"
+            )
+        self._check_audio(audio, driving_nmfc.shape[0])
+
+        x = self.encoder(driving_nmfc)[-1]
+        for index, block in enumerate(self.level_blocks):
+            x = block(x, warped_features[self.levels - index])
+            x = self._apply_audio(index, x, audio)
+            x = self.upsample(x)
+        x = self.feature_block(x, warped_features[0])
+        x = self._apply_audio(self.levels, x, audio)
+        x = self.image_block(x, warped_reference)
+        return self.to_image(x)
+
+
+class HeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment", "one-shot", "gan"]):
+    """HeadGAN generator: a `FlowNetwork` and a `RenderingNetwork`.
+
+    Args:
+        image_size: side of the square frames, divisible by 2 ** levels with a bottleneck of at
+            least 2 pixels.
+        window: NMFC frames per generated frame (the current one and those before it). The
+            released code uses 3.
+        base_channels: width at full resolution (``ngf`` in the released code, 32 there).
+        levels: stride-2 stages of each encoder and upsamplings of each decoder (2 in the
+            released code, a 64 px bottleneck at 256 px).
+        max_channels: cap on the width of any level (`level_widths`); 512 holds the released widths.
+        spade_hidden: embedding width of every SPADE (256 in the released code).
+        audio_dim: length of the per-frame audio feature vector (300 in the released code, 84 for
+            `zoo.data.synthheads.audio` features); 0 removes the audio branch.
+        pixel_shuffle: upsample with PixelShuffle, which needs 4 times wider levels, as the
+            released code does. False uses nearest-neighbour upsampling and 2 times wider levels.
+        data: description of the training data, for cards.
+        training: training provenance (seed, config), for cards.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 64,
+        window: int = 3,
+        base_channels: int = 16,
+        levels: int = 2,
+        max_channels: int = 128,
+        spade_hidden: int = 32,
+        audio_dim: int = 84,
+        pixel_shuffle: bool = False,
+        data: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("levels", levels)
+        _check_positive_int("window", window)
+        factor = 2**levels
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size % factor or image_size < 2 * factor:
+            raise ValueError(
+                f"image_size must be a multiple of 2**levels = {factor} of at least {2 * factor}, got {image_size!r}. "
+                "Pick another image_size or lower levels"
+            )
+        self.image_size = image_size
+        self.window = window
+        self.levels = levels
+        self.audio_dim = audio_dim
+        self.condition_channels = window * NMFC_CHANNELS
+        widths = dict(base_channels=base_channels, levels=levels, max_channels=max_channels, pixel_shuffle=pixel_shuffle)
+        self.flow_network = FlowNetwork(condition_channels=self.condition_channels, spade_hidden=spade_hidden, **widths)
+        self.rendering_network = RenderingNetwork(
+            condition_channels=self.condition_channels, spade_hidden=spade_hidden, audio_dim=audio_dim, **widths
+        )
+
+    def forward(
+        self,
+        reference_rgb: torch.Tensor,
+        reference_nmfc: torch.Tensor,
+        driving_nmfc: torch.Tensor,
+        audio: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Generate the reference person in the driving pose and expression.
+
+        All images are in [-1, 1]. NMFC renders in [0, 1] map there with
+        `zoo.reenactment.conditioning.stack_conditioning`, so the background is -1.
+
+        Args:
+            reference_rgb: (B, 3, H, W) reference frame.
+            reference_nmfc: (B, 3, H, W) NMFC render of the reference frame.
+            driving_nmfc: (B, window * 3, H, W) NMFC renders of the driving frames, oldest first.
+            audio: (B, audio_dim) audio features of the current driving frame, or None when
+                ``audio_dim=0``.
+
+        Returns:
+            A dict of ``output`` (B, 3, H, W) in [-1, 1], ``warped_reference`` (B, 3, H, W),
+            ``flow`` (B, 2, H, W) in pixels and ``mask`` (B, 1, H, W) in [0, 1].
+            ``warped_reference`` is the reference warped by the flow. Training compares it with
+            the target frame too, which gives the flow network a direct signal.
+        """
+        flow = self.flow_network(reference_rgb, reference_nmfc, driving_nmfc)
+        output = self.rendering_network(driving_nmfc, flow.warped_features, flow.warped_reference, audio)
+        return {"output": output, "warped_reference": flow.warped_reference, "flow": flow.flow, "mask": flow.mask}
+
+
+class AudioMouthDiscriminator(nn.Module):
+    """Multi-scale PatchGAN on mouth crops conditioned on the frame's audio features.
+
+    The input is the mouth crop of the frame and of its NMFC render (6 channels by default)
+    with the audio vector tiled over the crop (`tile_audio`), so 6 + audio_dim channels. The
+    released code judges the RGB crop with the audio alone (3 + 300 channels); pass
+    ``image_channels=3`` for that. Defaults follow the released discriminator: 2 scales, 64
+    base channels, spectral norm with InstanceNorm, and 3 stride-2 convs before the stride-1
+    ones (its ``n_layers_D=4`` counts the stride-1 conv to 512 channels too). Crops come from
+    `zoo.nn.discriminators.crop_roi` (64 px at 256 px in the released code).
+
+    Args:
+        audio_dim: length of the audio feature vector; 0 gives an unconditional discriminator.
+        image_channels: channels of the crops.
+        num_scales, base_channels, num_layers, norm: passed to `MultiScaleDiscriminator`.
+    """
+
+    def __init__(
+        self,
+        *,
+        audio_dim: int = 84,
+        image_channels: int = IMAGE_CHANNELS + NMFC_CHANNELS,
+        num_scales: int = 2,
+        base_channels: int = 64,
+        num_layers: int = 3,
+        norm: str = "spectral",
+    ) -> None:
+        super().__init__()
+        _check_positive_int("audio_dim", audio_dim, minimum=0)
+        _check_positive_int("image_channels", image_channels)
+        self.audio_dim = audio_dim
+        self.image_channels = image_channels
+        self.in_channels = image_channels + audio_dim
+        self.discriminator = MultiScaleDiscriminator(
+            self.in_channels, num_scales=num_scales, base_channels=base_channels, num_layers=num_layers, norm=norm
+        )
+        init_xavier(self, INIT_GAIN)
+
+    def inputs(self, crops: torch.Tensor, audio: torch.Tensor | None) -> torch.Tensor:
+        """Return (B, image_channels + audio_dim, h, w): the crops followed by the tiled audio."""
+        if crops.ndim != 4 or crops.shape[1] != self.image_channels:
+            raise ValueError(f"crops must have shape (B, {self.image_channels}, h, w), got {tuple(crops.shape)}")
+        if self.audio_dim == 0:
+            if audio is not None:
+                raise ValueError("this discriminator has audio_dim=0, so audio must be None")
+            return crops
+        if audio is None or audio.shape != (crops.shape[0], self.audio_dim):
+            shape = None if audio is None else tuple(audio.shape)
+            raise ValueError(f"audio must have shape ({crops.shape[0]}, {self.audio_dim}), got {shape}")
+        tiled = tile_audio(audio.to(crops.dtype), crops.shape[-2:])
+        return torch.cat([crops, tiled], dim=1)
+
+    def forward(self, crops: torch.Tensor, audio: torch.Tensor | None = None) -> list[list[torch.Tensor]]:
+        """Score the crops; returns each scale's stage outputs (`MultiScaleDiscriminator.forward`)."""
+        return self.discriminator(self.inputs(crops, audio))
