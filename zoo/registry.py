@@ -419,6 +419,41 @@ _ENTRIES = [
         paper=FACEBEHAVIORNET_PAPER,
         tags=("face-analysis", "multi-task", "affect", "action-units", "synthetic-data"),
     ),
+    CheckpointInfo(
+        id="head2head-synthheads",
+        model_class="Head2Head",
+        hub_repo="zoo-models/head2head-synthheads",
+        sha256="fb2324d2966ca656cd23a0666df8f5b230a066b979973c0010fcdd0362e80e06",
+        method="Head2Head",
+        summary=(
+            "Small Head2Head sequential generator (0.76 M parameters) that renders one SynthHeads person at 64 pixels "
+            "from NMFC and eye renders of any driving motion, trained with image, mouth and dynamics discriminators on "
+            "the first two thirds of that person's video."
+        ),
+        task="image-to-video",
+        dataset="synthheads/clips",
+        train_script="training/train_head2head.py",
+        train_config="training/configs/head2head-synthheads.yaml",
+        paper=HEAD2HEAD_PAPER,
+        tags=("head-reenactment", "video-synthesis", "gan", "synthetic-data"),
+    ),
+    CheckpointInfo(
+        id="head2headfs-synthheads",
+        model_class="Head2HeadFS",
+        hub_repo="zoo-models/head2headfs-synthheads",
+        sha256="058343c015838bedbd651f7e531f79828c20a54747ee2143bbbba1d535512568",
+        method="Head2HeadFS",
+        summary=(
+            "Small generic Head2HeadFS generator conditioned on NMFC, eye and dense shape renders, trained on the videos "
+            "of 28 SynthHeads people at 64 pixels and adapted to a new person from K frames with `adapt`."
+        ),
+        task="image-to-video",
+        dataset="synthheads/clips",
+        train_script="training/train_head2head.py",
+        train_config="training/configs/head2headfs-synthheads.yaml",
+        paper=HEAD2HEADFS_PAPER,
+        tags=("head-reenactment", "video-synthesis", "gan", "few-shot", "synthetic-data"),
+    ),
 ]
 
 REGISTRY: dict[str, CheckpointInfo] = {entry.id: entry for entry in _ENTRIES}
