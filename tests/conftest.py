@@ -46,6 +46,16 @@ TINY_ARGUMENTS = {
         "data": {"name": "synthheads", "seed": 0, "cache": False, "num_identities": 4, "images_per_identity": 4,
                  "image_size": 32, "conditioning": False, "splits": {"train": 0.5, "validation": 0.25, "test": 0.25}},
     },
+    **{
+        name: {
+            "image_size": 32, "base_channels": 4, "downsamplings": 2, "encoder_blocks": 1, "decoder_blocks": 1, "max_channels": 8,
+            "condition_kinds": kinds,
+            "data": {"name": "synthheads", "kind": "clips", "seed": 0, "cache": False, "num_identities": 3,
+                     "clips_per_identity": 1, "num_frames": 9, "image_size": 32, "conditioning": False,
+                     "splits": {"train": 0.34, "validation": 0.33, "test": 0.33}},
+        }
+        for name, kinds in (("Head2Head", ["nmfc", "eyes"]), ("Head2HeadFS", ["nmfc", "eyes", "shape"]))
+    },
 }
 
 

@@ -642,6 +642,14 @@ def test_adapt_lowers_loss_and_sets_target(shape_clips):
     assert model.training
 
 
+def test_adapt_under_no_grad(shape_clips):
+    model = tiny_model(Head2HeadFS)
+    clip = shape_clips[0]
+    with torch.no_grad():
+        result = model.adapt(clip.frames[:2], clip.motion.index(slice(0, 2)), steps=2, batch_size=2)
+    assert math.isfinite(result["last_loss"])
+
+
 def test_adapted_leaves_generic_model_unchanged(shape_clips):
     model = tiny_model(Head2HeadFS)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}

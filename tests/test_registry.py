@@ -39,7 +39,8 @@ def test_card_source_exists(entry):
 # The short name each method's ids start with.
 ID_PREFIXES = {
     "RealPatch": "realpatch", "ERM": "erm", "Okapi": "okapi", "Support Matching": "supmatch", "DAD-3DNet": "dad3dnet",
-    "FaceBehaviorNet": "facebehaviornet", "MTL-DM": "mtl-dm",
+    "FaceBehaviorNet": "facebehaviornet", "MTL-DM": "mtl-dm", "Head2Head": "head2head",
+    "Head2HeadFS": "head2headfs",
 }
 
 

@@ -500,21 +500,23 @@ class Head2HeadFS(Head2Head, tags=["head-reenactment", "video-synthesis", "gan",
             from tqdm.auto import tqdm
 
             iterator = tqdm(iterator, desc=f"adapting on {count} frames")
-        for _ in iterator:
-            picks = torch.randint(count, (batch_size,), generator=generator).tolist()
-            conditions = torch.cat([self.window_conditions(conditioning[None], t) for t in picks])
-            previous = None
-            if self.previous_frames:
-                previous = torch.cat([
-                    torch.cat([targets[t - k][None] if t - k >= 0 else torch.zeros_like(targets[:1])
-                               for k in range(self.previous_frames, 0, -1)], dim=1)
-                    for t in picks
-                ])
-            loss = loss_fn(self.generator(conditions, previous), targets[picks])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
+        # Adaptation may be called under torch.no_grad(), as `zoo eval` scores models.
+        with torch.enable_grad():
+            for _ in iterator:
+                picks = torch.randint(count, (batch_size,), generator=generator).tolist()
+                conditions = torch.cat([self.window_conditions(conditioning[None], t) for t in picks])
+                previous = None
+                if self.previous_frames:
+                    previous = torch.cat([
+                        torch.cat([targets[t - k][None] if t - k >= 0 else torch.zeros_like(targets[:1])
+                                   for k in range(self.previous_frames, 0, -1)], dim=1)
+                        for t in picks
+                    ])
+                loss = loss_fn(self.generator(conditions, previous), targets[picks])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
         self.train(was_training)
         tenth = max(1, steps // 10)
         return {"first_loss": float(np.mean(losses[:tenth])), "last_loss": float(np.mean(losses[-tenth:]))}
