@@ -388,7 +388,7 @@ _ENTRIES = [
         id="mtl-dm-synthheads",
         model_class="MultiTaskClassifier",
         hub_repo="zoo-models/mtl-dm-synthheads",
-        sha256="434c80447a8cef9333b826a3a06cdae8526ddde3e61dbf460609deac24468a3d",
+        sha256="a647ee7d6af06328f3c381c9a94b34dc766b9a3d66deb47a0fc15f590c782d4a",
         method="MTL-DM",
         summary=(
             "Small CNN with an expression head (7 classes) and an action-unit head (17 AUs), trained with soft "
