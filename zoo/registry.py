@@ -406,7 +406,7 @@ _ENTRIES = [
         id="facebehaviornet-synthheads",
         model_class="FaceBehaviorNet",
         hub_repo="zoo-models/facebehaviornet-synthheads",
-        sha256="5b2f537fc9d757b409bd87bac20ad4da8a467200d99cc0031e09f4a360e913e4",
+        sha256="f29f50a47eb74b92b5ba374e72fbc29106fa0f4360d06dbe6449f46040c1af79",
         method="FaceBehaviorNet",
         summary=(
             "Small CNN with valence-arousal, 7-expression and 17-AU heads, trained with co-annotation and "
