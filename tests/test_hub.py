@@ -434,7 +434,6 @@ def test_load_unknown_id_names_close_ids():
     assert "zoo list" in str(error.value)
 
 
-
 def test_invalid_nested_setting_names_config(tmp_path, tiny_checkpoint):
     folder = tmp_path / "model"
     tiny_checkpoint("ImageClassifier", folder)
@@ -444,3 +443,15 @@ def test_invalid_nested_setting_names_config(tmp_path, tiny_checkpoint):
 
     with pytest.raises(CheckpointError, match="invalid settings in .*config.json"):
         zoo.load(folder)
+
+
+def test_unknown_preprocessing_key_names_config(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "model"
+    tiny_checkpoint("ImageClassifier", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["preprocessing"] = {"image_size": 32, "mode": "RGB", "image_sise": 32}
+    (folder / "config.json").write_text(json.dumps(config))
+
+    with pytest.raises(CheckpointError, match="config.json") as error:
+        zoo.load(folder)
+    assert "image_sise" in str(error.value)

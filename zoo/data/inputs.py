@@ -24,6 +24,7 @@ from zoo.data.text import BYTE_TOKENIZER, DEFAULT_MAX_LENGTH, tokenize
 
 __all__ = [
     "INPUT_COLUMNS",
+    "PREPROCESSING_KEYS",
     "TableInputError",
     "default_preprocessing",
     "input_modality",
@@ -39,11 +40,29 @@ class TableInputError(ValueError):
     """A table row that cannot be used as model input."""
 
 
+# Settings a preprocessing dict of each modality may contain. Any other key is rejected, so a
+# misspelt setting in a checkpoint's config.json fails at load time instead of being ignored.
+PREPROCESSING_KEYS = {
+    "image": ("modality", "image_size", "mode", "mean", "std"),
+    "text": ("modality", "tokenizer", "max_length"),
+    "tabular": ("modality", "mean", "std"),
+}
+
+
 def input_modality(preprocessing: dict[str, Any]) -> str:
-    """Return the modality a preprocessing dict is for; dicts without `modality` are for images."""
+    """Return the modality a preprocessing dict is for; dicts without `modality` are for images.
+
+    Raises ValueError for an unknown modality or a setting that modality does not read.
+    """
     modality = preprocessing.get("modality", "image")
     if modality not in MODALITIES:
         raise ValueError(f"unknown preprocessing modality {modality!r}; expected one of {MODALITIES}")
+    unknown = sorted(set(preprocessing) - set(PREPROCESSING_KEYS[modality]))
+    if unknown:
+        raise ValueError(
+            f"unknown {modality} preprocessing settings {unknown}; {modality} preprocessing accepts "
+            f"{list(PREPROCESSING_KEYS[modality])}"
+        )
     return modality
 
 
