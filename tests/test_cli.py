@@ -278,3 +278,54 @@ def test_closed_output_pipe_ends_quietly(monkeypatch, capsys):
     assert code == 141
     assert redirected == [1]
     assert capsys.readouterr().err == ""
+
+
+def _motion_npz(path, frames=4):
+    import numpy as np
+
+    from zoo.data.synthheads.dataset import BASE_SCALE, BASE_TRANSLATION
+
+    np.savez(
+        path, identity=np.zeros((frames, 32), np.float32), expression=np.zeros((frames, 19), np.float32),
+        jaw=np.zeros(frames, np.float32), gaze=np.zeros((frames, 2), np.float32), pose=np.zeros((frames, 3), np.float32),
+        scale=np.full(frames, BASE_SCALE, np.float32), translation=np.tile(np.asarray(BASE_TRANSLATION, np.float32), (frames, 1)),
+    )
+    return path
+
+
+def test_predict_video_from_motion_npz(bundled_checkpoints, tmp_path, capsys):
+    motion = _motion_npz(tmp_path / "motion.npz")
+    output = tmp_path / "out.gif"
+
+    assert main(["predict", "head2head-synthheads", str(motion), "--output", str(output), "--max-frames", "3"]) == 0
+
+    [result] = _json_lines(capsys.readouterr().out)
+    assert result["output"] == str(output)
+    assert output.is_file()
+    assert result["num_frames"] == 3
+    assert result["driving_frames"] == 4
+
+
+def test_predict_video_rejects_bad_output(bundled_checkpoints, tmp_path, capsys):
+    motion = _motion_npz(tmp_path / "motion.npz")
+    folder = tmp_path / "folder.gif"
+    folder.mkdir()
+
+    assert main(["predict", "head2head-synthheads", str(motion), "--output", str(folder)]) == 1
+    assert "is a folder or its folder does not exist" in capsys.readouterr().err
+    assert main(["predict", "head2head-synthheads", str(motion), "--output", str(tmp_path / "out.mp4")]) == 1
+    assert "use a .gif or .png name" in capsys.readouterr().err
+
+
+def test_predict_video_npz_must_be_alone(bundled_checkpoints, tmp_path, digit_pngs, capsys):
+    motion = _motion_npz(tmp_path / "motion.npz")
+
+    assert main(["predict", "head2head-synthheads", str(motion), str(digit_pngs[0]), "--output", str(tmp_path / "o.gif")]) == 1
+    assert "must be the only input" in capsys.readouterr().err
+
+
+def test_predict_generic_few_shot_model_notes_it(bundled_checkpoints, tmp_path, capsys):
+    motion = _motion_npz(tmp_path / "motion.npz")
+
+    assert main(["predict", "head2headfs-synthheads", str(motion), "--output", str(tmp_path / "o.gif")]) == 0
+    assert "generic model, not adapted" in capsys.readouterr().err

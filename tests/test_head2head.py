@@ -557,6 +557,31 @@ def test_motion_from_npz_object_array_not_unpickled(tmp_path, target_clips):
     assert UNPICKLED == []
 
 
+def test_motion_from_npz_that_is_not_an_archive(tmp_path):
+    path = tmp_path / "corrupt.npz"
+    path.write_bytes(b"not a zip archive")
+    with pytest.raises(ValueError, match="is not a .npz archive"):
+        motion_from_inputs(path)
+
+
+def test_motion_identity_of_wrong_length(target_clips):
+    values = {**motion_mapping(target_clips[0].motion), "identity": np.zeros(5, dtype=np.float32)}
+    with pytest.raises(ValueError, match="field 'identity' has 5 coefficients"):
+        motion_from_inputs(values)
+
+
+def test_motion_field_of_strings(target_clips):
+    values = {**motion_mapping(target_clips[0].motion), "jaw": ["a"] * FRAMES}
+    with pytest.raises(ValueError, match="field 'jaw' must contain numbers"):
+        motion_from_inputs(values)
+
+
+@pytest.mark.parametrize("frames", [0, -1, 1.5, True])
+def test_motion_bad_max_frames(target_clips, frames):
+    with pytest.raises(ValueError, match="max_frames must be a positive integer"):
+        motion_from_inputs(target_clips[0].motion, frames=frames)
+
+
 def test_motion_from_missing_npz(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         motion_from_inputs(tmp_path / "absent.npz")
@@ -677,7 +702,7 @@ def test_adapt_bad_frames(shape_clips):
     model = tiny_model(Head2HeadFS)
     clip = shape_clips[0]
     motion = clip.motion.index(slice(0, 2))
-    with pytest.raises(ValueError, match=r"frames must be \(K, 3, 32, 32\), got \(2, 3, 16, 16\)"):
+    with pytest.raises(ValueError, match=r"frames must be \(K, 3, 32, 32\) with K >= 1, got \(2, 3, 16, 16\)"):
         model.adapt(torch.rand(2, 3, 16, 16), motion, steps=1)
     with pytest.raises(ValueError, match=r"frames must be \(K, 3, 32, 32\)"):
         model.adapt(torch.rand(3, SIZE, SIZE), motion, steps=1)
@@ -689,6 +714,30 @@ def test_adapt_bad_frames(shape_clips):
         model.adapt(clip.frames[:2], clip.motion.index(slice(0, 3)), steps=1)
     with pytest.raises(ValueError, match="steps and batch_size must be at least 1"):
         model.adapt(clip.frames[:2], motion, steps=0)
+
+
+def test_adapt_rejects_nan_empty_and_resized_frames(shape_clips):
+    model = tiny_model(Head2HeadFS)
+    clip = shape_clips[0]
+    motion = clip.motion.index(slice(0, 2))
+    frames = clip.frames[:2].clone()
+    frames[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.adapt(frames, motion, steps=1)
+    with pytest.raises(ValueError, match="at least one frame"):
+        model.adapt([], motion, steps=1)
+    with pytest.raises(ValueError, match="K >= 1"):
+        model.adapt(torch.zeros(0, 3, SIZE, SIZE), motion, steps=1)
+    with pytest.raises(ValueError, match="crop or resize the face first"):
+        model.adapt([Image.new("RGB", (SIZE + 8, SIZE))] * 2, motion, steps=1)
+
+
+def test_generic_until_adapted(shape_clips):
+    model = tiny_model(Head2HeadFS)
+    assert model.generic
+    clip = shape_clips[0]
+    adapted = model.adapted(clip.frames[:2], clip.motion.index(slice(0, 2)), steps=1, batch_size=1)
+    assert not adapted.generic
 
 
 def test_few_shot_frames_exclude_held_out(shape_clips, monkeypatch):

@@ -71,10 +71,25 @@ def _predict_video(model, args: argparse.Namespace) -> int:
     from zoo.data.images import ImageInputError, expand_image_paths
 
     inputs = [str(item) for item in args.inputs]
+    output = Path(args.output or "reenacted.gif")
+    if output.suffix.lower() not in (".gif", ".png"):
+        print(f"error: cannot write video to {output}; use a .gif or .png name", file=sys.stderr)
+        return 1
+    if output.is_dir() or not output.parent.is_dir():
+        print(f"error: cannot write {output}: it is a folder or its folder does not exist", file=sys.stderr)
+        return 1
+    if any(item.endswith(".npz") for item in inputs) and len(inputs) > 1:
+        print("error: a driving motion .npz must be the only input", file=sys.stderr)
+        return 1
+    if getattr(model, "generic", False):
+        print(
+            f"note: {type(model).__name__} is the generic model, not adapted to any person; "
+            "adapt it in Python with `model.adapted(frames, motion)` first", file=sys.stderr,
+        )
     try:
-        driving = inputs[0] if len(inputs) == 1 and inputs[0].endswith(".npz") else [str(p) for p in expand_image_paths(inputs)]
-        result = model.predict(driving, output=args.output or "reenacted.gif")
-    except (ImageInputError, ValueError, FileNotFoundError) as error:
+        driving = inputs[0] if inputs[0].endswith(".npz") else [str(p) for p in expand_image_paths(inputs)]
+        result = model.predict(driving, output=output, max_frames=args.max_frames)
+    except (ImageInputError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     _print_json({"input": inputs, **result})
@@ -266,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--revision", help="Hub revision")
     sub.add_argument("--output", help="reenactment models: the .gif (or .png strip) to write (default: reenacted.gif)")
+    sub.add_argument(
+        "--max-frames", type=int, default=250,
+        help="reenactment models: generate at most this many frames (default: 250); the JSON gives the driving count",
+    )
     sub.set_defaults(func=cmd_predict)
 
     sub = commands.add_parser("eval", help="evaluate a checkpoint and write cards/results/ID.json")

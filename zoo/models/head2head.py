@@ -52,6 +52,8 @@ EVALUATION_DRIVER_FRAMES = 24
 SHOT_COUNTS = (0, 1, 8, 32)
 PRIMARY_SHOTS = 8
 ADAPTATION_STEPS = 100
+# Identity coefficients of the built-in SynthHeads head.
+NUM_IDENTITY = 32
 # Fields of a driving-motion mapping, as `MotionParameters` names them.
 MOTION_FIELDS = ("identity", "expression", "jaw", "gaze", "pose", "scale", "translation")
 
@@ -76,11 +78,7 @@ def motion_from_inputs(driving: Any, *, fitter: Any = None, frames: int | None =
     if isinstance(driving, MotionParameters):
         motion = driving
     elif isinstance(driving, (str, Path)) and str(driving).endswith(".npz"):
-        path = Path(driving)
-        if not path.is_file():
-            raise FileNotFoundError(f"driving motion file {path} does not exist")
-        with np.load(path, allow_pickle=False) as archive:
-            motion = _motion_from_mapping({name: archive[name] for name in archive.files}, str(path))
+        motion = _motion_from_npz(Path(driving))
     elif isinstance(driving, Mapping):
         if "identity_coefficients" in driving:
             motion = MotionParameters.from_clip_row(driving)
@@ -94,8 +92,30 @@ def motion_from_inputs(driving: Any, *, fitter: Any = None, frames: int | None =
             f"or .npz of {list(MOTION_FIELDS)}, or a list of video frames"
         )
     if frames is not None:
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"max_frames must be a positive integer or None, got {frames!r}")
         motion = motion.index(slice(0, frames))
     return motion
+
+
+def _motion_from_npz(path: Path) -> MotionParameters:
+    """Read driving motion from a .npz of numeric arrays, never unpickling."""
+    import zipfile
+
+    if not path.is_file():
+        raise FileNotFoundError(f"driving motion file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a .npz archive; save the motion fields with numpy.savez")
+    values = {}
+    with np.load(path, allow_pickle=False) as archive:
+        for name in archive.files:
+            try:
+                values[name] = archive[name]
+            except ValueError as error:
+                raise ValueError(
+                    f"field {name!r} of {path} cannot be read without unpickling ({error}); save numeric arrays with numpy.savez"
+                ) from error
+    return _motion_from_mapping(values, str(path))
 
 
 def _motion_from_mapping(values: Mapping[str, Any], source: str) -> MotionParameters:
@@ -107,12 +127,19 @@ def _motion_from_mapping(values: Mapping[str, Any], source: str) -> MotionParame
         raise ValueError(f"{source} has unknown motion fields {unknown}; expected {list(MOTION_FIELDS)}")
     tensors = {}
     for name in MOTION_FIELDS:
-        array = np.asarray(values[name], dtype=np.float32)
+        try:
+            array = np.asarray(values[name], dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: field {name!r} must contain numbers ({error})") from error
         if not np.isfinite(array).all():
             raise ValueError(f"{source}: field {name!r} contains NaN or infinite values")
         tensors[name] = torch.from_numpy(array)
     if tensors["identity"].ndim == 1:
         tensors["identity"] = tensors["identity"].expand(tensors["pose"].shape[0], -1).clone()
+    if tensors["identity"].shape[-1] != NUM_IDENTITY:
+        raise ValueError(
+            f"{source}: field 'identity' has {tensors['identity'].shape[-1]} coefficients; the built-in head needs {NUM_IDENTITY}"
+        )
     return MotionParameters(**tensors)
 
 
@@ -385,16 +412,22 @@ class Head2Head(ZooModel, pipeline_tag="image-to-video", tags=["head-reenactment
             fitter: the DAD-3DNet that fits driving video frames (the bundled one when None).
             output: write the generated video there as an animated GIF (or a PNG strip when the
                 name ends in .png) and return its path instead of the frames.
-            max_frames: generate at most this many frames (None for all).
+            max_frames: generate at most this many frames (None for all); ``driving_frames`` in
+                the result says how many the driving input had.
 
         Returns:
-            ``num_frames``, ``fps``, ``image_size``, per-frame transferred ``pose`` (yaw, pitch,
-            roll in radians), and ``frames`` (T x H x W x 3 uint8 nested lists) or ``output``.
+            ``num_frames``, ``driving_frames``, ``fps``, ``image_size``, per-frame transferred
+            ``pose`` (yaw, pitch, roll in radians), and ``frames`` (T x H x W x 3 uint8 nested
+            lists) or ``output``.
         """
-        result = self.reenact(driving, fitter=fitter, max_frames=max_frames)
+        if output is not None and Path(output).suffix.lower() not in (".gif", ".png"):
+            raise ValueError(f"cannot write video to {Path(output).name}; use a .gif or .png name")
+        driving_motion = motion_from_inputs(driving, fitter=fitter)
+        result = self.reenact(driving_motion, max_frames=max_frames)
         frames = (result["frames"].permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy()
         report: dict[str, Any] = {
             "num_frames": int(frames.shape[0]),
+            "driving_frames": driving_motion.num_frames,
             "fps": self.fps,
             "image_size": self.image_size,
             "pose": result["motion"].pose.tolist(),
@@ -436,6 +469,11 @@ class Head2HeadFS(Head2Head, tags=["head-reenactment", "video-synthesis", "gan",
 
     default_kinds = ("nmfc", "eyes", "shape")
 
+    @property
+    def generic(self) -> bool:
+        """Whether the model is still the generic one (no `adapt` yet): its target identity is all zeros."""
+        return not bool(self.target_identity.abs().sum())
+
     def adapt(
         self,
         frames: Any,
@@ -471,11 +509,18 @@ class Head2HeadFS(Head2Head, tags=["head-reenactment", "video-synthesis", "gan",
         if isinstance(frames, torch.Tensor):
             images = frames.detach().float().cpu()
         else:
+            if len(frames) == 0:
+                raise ValueError("adapt needs at least one frame of the new person, got none")
             images = to_frames([_as_image(frame, self.image_size) for frame in frames])
-        if images.ndim != 4 or images.shape[1:] != (3, self.image_size, self.image_size):
-            raise ValueError(f"frames must be (K, 3, {self.image_size}, {self.image_size}), got {tuple(images.shape)}")
+        if images.ndim != 4 or images.shape[0] == 0 or images.shape[1:] != (3, self.image_size, self.image_size):
+            raise ValueError(f"frames must be (K, 3, {self.image_size}, {self.image_size}) with K >= 1, got {tuple(images.shape)}")
+        if not torch.isfinite(images).all():
+            raise ValueError("frames contain NaN or infinite values; pass finite images in [0, 1]")
         if images.min() < 0 or images.max() > 1:
-            raise ValueError("frame tensors must contain values in [0, 1]")
+            raise ValueError(
+                f"frame tensors must contain values in [0, 1], got [{float(images.min()):g}, {float(images.max()):g}]; "
+                "divide 8-bit images by 255"
+            )
         if steps < 1 or batch_size < 1:
             raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}")
         count = images.shape[0]
@@ -483,7 +528,10 @@ class Head2HeadFS(Head2Head, tags=["head-reenactment", "video-synthesis", "gan",
             motion = fit_motion(list((images.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()), fitter=fitter)
         motion = motion_from_inputs(motion)
         if motion.num_frames != count:
-            raise ValueError(f"{count} frames but motion for {motion.num_frames} frames")
+            raise ValueError(
+                f"{count} frames but motion for {motion.num_frames} frames; pass the motion of those frames, "
+                f"e.g. motion.index(slice(0, {count}))"
+            )
         self.set_target(motion.identity.mean(dim=0), camera_statistics(motion))
 
         device = self.target_camera.device
@@ -594,5 +642,8 @@ def _as_image(frame: Any, size: int):
 
     image = check_image(to_pil(frame), "RGB", "a frame")
     if image.size != (size, size):
-        image = image.resize((size, size))
+        raise ValueError(
+            f"a frame is {image.size[0]}x{image.size[1]} px; this model needs {size}x{size} head crops, "
+            "so crop or resize the face first"
+        )
     return image
