@@ -329,3 +329,14 @@ def test_predict_generic_few_shot_model_notes_it(bundled_checkpoints, tmp_path, 
 
     assert main(["predict", "head2headfs-synthheads", str(motion), "--output", str(tmp_path / "o.gif")]) == 0
     assert "generic model, not adapted" in capsys.readouterr().err
+
+
+def test_video_frames_in_natural_order(tmp_path):
+    from PIL import Image
+
+    from zoo.cli import _video_frame_paths
+
+    for index in (1, 2, 10):
+        Image.new("RGB", (32, 32)).save(tmp_path / f"frame_{index}.png")
+
+    assert [p.rsplit("/", 1)[-1] for p in _video_frame_paths([str(tmp_path)])] == ["frame_1.png", "frame_2.png", "frame_10.png"]

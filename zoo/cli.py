@@ -66,9 +66,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _video_frame_paths(inputs: list[str]) -> list[str]:
+    """List video frames in playing order: files as given, each folder's images in natural order (frame_2 before frame_10)."""
+    import re
+
+    from zoo.data.images import expand_image_paths
+
+    def natural(path: Path) -> list:
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+    frames: list[str] = []
+    for item in inputs:
+        paths = expand_image_paths([item])
+        frames += [str(p) for p in (sorted(paths, key=natural) if Path(item).is_dir() else paths)]
+    return frames
+
+
 def _predict_video(model, args: argparse.Namespace) -> int:
     """Drive a reenactment model with one .npz of motion parameters or with video frames (files or a folder), in order."""
-    from zoo.data.images import ImageInputError, expand_image_paths
+    from zoo.data.images import ImageInputError
 
     inputs = [str(item) for item in args.inputs]
     output = Path(args.output or "reenacted.gif")
@@ -87,7 +103,7 @@ def _predict_video(model, args: argparse.Namespace) -> int:
             "adapt it in Python with `model.adapted(frames, motion)` first", file=sys.stderr,
         )
     try:
-        driving = inputs[0] if inputs[0].endswith(".npz") else [str(p) for p in expand_image_paths(inputs)]
+        driving = inputs[0] if inputs[0].endswith(".npz") else _video_frame_paths(inputs)
         result = model.predict(driving, output=output, max_frames=args.max_frames)
     except (ImageInputError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
