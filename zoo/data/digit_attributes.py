@@ -48,6 +48,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from zoo.data.annotation import annotation_kind, check_task_fractions, read_payload
 from zoo.data.coloured_digits import _stratified_split, load_digit_scans
 from zoo.data.description import DatasetDescription
 from zoo.losses.multitask import TaskRelatedness, estimate_cooccurrence, estimate_cooccurrence_em
@@ -148,16 +149,7 @@ class DigitAttributesConfig:
         total = sum(self.splits.values())
         if any(f <= 0 for f in self.splits.values()) or total > 1.0 + 1e-9:
             raise ValueError(f"split fractions must be positive and sum to at most 1, got {self.splits}")
-        if not 0.0 < self.digit_fraction < 1.0:
-            raise ValueError(f"digit_fraction must lie strictly between 0 and 1, got {self.digit_fraction}")
-        if self.attribute_fraction is not None:
-            if not 0.0 < self.attribute_fraction < 1.0:
-                raise ValueError(f"attribute_fraction must lie strictly between 0 and 1 or be None, got {self.attribute_fraction}")
-            if self.digit_fraction + self.attribute_fraction > 1.0 + 1e-9:
-                raise ValueError(
-                    f"digit_fraction ({self.digit_fraction}) and attribute_fraction ({self.attribute_fraction}) sum to more "
-                    "than 1; lower one of them, or set attribute_fraction to None to annotate every other scan"
-                )
+        check_task_fractions("digit_fraction", self.digit_fraction, self.attribute_fraction, "scan")
         unknown = [name for name in self.attributes if name not in ALL_ATTRIBUTES]
         if unknown or not self.attributes or len(set(self.attributes)) != len(self.attributes):
             raise ValueError(f"attributes must be distinct names from {list(ALL_ATTRIBUTES)}, got {list(self.attributes)}")
@@ -281,16 +273,6 @@ def _attribute_annotated(
     return with_attributes
 
 
-def _annotation_kind(with_digit: bool, with_attributes: bool) -> str:
-    if with_digit and with_attributes:
-        return "both"
-    if with_digit:
-        return "digit"
-    if with_attributes:
-        return "attributes"
-    return "none"
-
-
 def build_digit_attributes(config: DigitAttributesConfig | None = None, *, seed: int | None = None, **overrides: Any):
     """Build a Digit Attributes `datasets.DatasetDict`.
 
@@ -360,7 +342,7 @@ def build_digit_attributes(config: DigitAttributesConfig | None = None, *, seed:
             "features": scans[index].reshape(len(index), -1),
             "label": np.where(with_digit, split_digits, -1),
             "attributes": np.where(with_attributes[:, None], split_attributes, -1),
-            "annotation": [_annotation_kind(d, a) for d, a in zip(with_digit, with_attributes)],
+            "annotation": [annotation_kind(DIGIT_TASK, ATTRIBUTE_TASK, d, a) for d, a in zip(with_digit, with_attributes)],
             "digit": split_digits,
             "true_attributes": split_attributes,
             "source_index": index,
@@ -371,11 +353,7 @@ def build_digit_attributes(config: DigitAttributesConfig | None = None, *, seed:
 
 
 def _payload(dataset) -> dict[str, Any]:
-    split = next(iter(dataset.values())) if hasattr(dataset, "values") else dataset
-    payload = json.loads(split.info.description or "{}")
-    if payload.get("name") != DATASET_NAME:
-        raise ValueError(f"not a Digit Attributes dataset (builder {payload.get('name')!r}); build it with build_digit_attributes")
-    return payload
+    return read_payload(dataset, DATASET_NAME, "Digit Attributes", "build_digit_attributes")
 
 
 def config_of(dataset) -> DigitAttributesConfig:

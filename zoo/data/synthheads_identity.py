@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from zoo.data.annotation import annotation_kind, check_task_fractions, read_payload
 from zoo.data.description import DatasetDescription
 from zoo.geometry import IDENTITY_NAMES
 from zoo.losses.multitask import TaskRelatedness, estimate_cooccurrence, estimate_cooccurrence_em
@@ -131,16 +132,7 @@ class SynthHeadsIdentityConfig:
         total = sum(self.splits.values())
         if any(fraction <= 0 for fraction in self.splits.values()) or total > 1.0 + 1e-9:
             raise ValueError(f"split fractions must be positive and sum to at most 1, got {self.splits}")
-        if not 0.0 < self.identity_fraction < 1.0:
-            raise ValueError(f"identity_fraction must lie strictly between 0 and 1, got {self.identity_fraction}")
-        if self.attribute_fraction is not None:
-            if not 0.0 < self.attribute_fraction < 1.0:
-                raise ValueError(f"attribute_fraction must lie strictly between 0 and 1 or be None, got {self.attribute_fraction}")
-            if self.identity_fraction + self.attribute_fraction > 1.0 + 1e-9:
-                raise ValueError(
-                    f"identity_fraction ({self.identity_fraction}) and attribute_fraction ({self.attribute_fraction}) sum to "
-                    "more than 1; lower one of them, or set attribute_fraction to None to annotate every other image"
-                )
+        check_task_fractions("identity_fraction", self.identity_fraction, self.attribute_fraction, "image")
         unknown = [name for name in self.attributes if name not in ALL_ATTRIBUTES]
         if unknown or not self.attributes or len(set(self.attributes)) != len(self.attributes):
             raise ValueError(f"attributes must be distinct names from {list(ALL_ATTRIBUTES)}, got {list(self.attributes)}")
@@ -228,16 +220,6 @@ def _annotation_masks(
     with_identity[order[:with_identity_count]] = True
     with_attributes[order[with_identity_count : with_identity_count + with_attributes_count]] = True
     return with_identity, with_attributes
-
-
-def _annotation_kind(with_identity: bool, with_attributes: bool) -> str:
-    if with_identity and with_attributes:
-        return "both"
-    if with_identity:
-        return IDENTITY_TASK
-    if with_attributes:
-        return ATTRIBUTE_TASK
-    return "none"
 
 
 # Building ---------------------------------------------------------------------------------------
@@ -358,7 +340,7 @@ def _assemble(full, rows, with_identity, with_attributes, person_of_row, attribu
             {
                 "label": np.where(keep_identity, persons, -1),
                 "attributes": np.where(keep_attributes[:, None], true_attributes, -1),
-                "annotation": [_annotation_kind(i, a) for i, a in zip(keep_identity, keep_attributes)],
+                "annotation": [annotation_kind(IDENTITY_TASK, ATTRIBUTE_TASK, i, a) for i, a in zip(keep_identity, keep_attributes)],
                 "person": persons,
                 "true_attributes": true_attributes,
                 "source_index": index,
@@ -370,13 +352,7 @@ def _assemble(full, rows, with_identity, with_attributes, person_of_row, attribu
 
 
 def _payload(dataset) -> dict[str, Any]:
-    split = next(iter(dataset.values())) if hasattr(dataset, "values") else dataset
-    payload = json.loads(split.info.description or "{}")
-    if payload.get("name") != DATASET_NAME:
-        raise ValueError(
-            f"not a SynthHeads Identity dataset (builder {payload.get('name')!r}); build it with build_synthheads_identity"
-        )
-    return payload
+    return read_payload(dataset, DATASET_NAME, "SynthHeads Identity", "build_synthheads_identity")
 
 
 def config_of(dataset) -> SynthHeadsIdentityConfig:
