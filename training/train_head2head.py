@@ -5,7 +5,7 @@
     python training/train_head2head.py --config training/configs/head2headfs-synthheads.yaml
 
 The config's ``method`` picks the model. Head2Head trains on the first two thirds of every clip
-of the person that ``data.target`` names (a split and an index into its sorted identities); the
+of the person that ``data.target`` names, a split and an index into its sorted identities. The
 last thirds are held out for self-reenactment. Head2HeadFS trains on every clip of the training
 people; its evaluation people are the test split's, adapted from a few frames.
 

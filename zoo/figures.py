@@ -178,9 +178,9 @@ def _frames_to_tiles(frames, picks: list[int]) -> list[np.ndarray]:
 def reenactment_strip(path: Path, model, dataset, *, split: str = "test", columns: int = 8, tile: int = 96) -> None:
     """Draw a person-specific reenactment model's held-out self-reenactment and one cross-identity clip.
 
-    Rows: the held-out real frames of the target's first clip, its NMFC and eye conditioning,
-    the generated frames, and the nearest-training-frame baseline; then a driving clip of
-    another person from `split` and the target driven by it.
+    The first rows show the held-out real frames of the target's first clip, their NMFC and eye
+    conditioning, the generated frames and the nearest-training-frame baseline. The last two rows
+    show a driving clip of another person from `split` and the target driven by it.
     """
     import torch
 

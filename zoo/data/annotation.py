@@ -1,10 +1,10 @@
 """Pieces shared by the multi-task datasets whose two tasks are annotated on disjoint training samples.
 
-`zoo.data.digit_attributes` (digit class and digit attributes) and
-`zoo.data.synthheads_identity` (person and person attributes) both give a fraction of each
-class's training samples only the class label and, optionally, another fraction only the
-attributes, record each sample's label set in an ``annotation`` column, and store their config
-and tasks as JSON in each split's description.
+Two datasets work this way: `zoo.data.digit_attributes` (digit class and digit attributes) and
+`zoo.data.synthheads_identity` (person and person attributes). Both give a fraction of each
+class's training samples only the class label, and optionally another fraction only the
+attributes. Both record each sample's label set in an ``annotation`` column and store their
+config and tasks as JSON in each split's description.
 """
 
 from __future__ import annotations

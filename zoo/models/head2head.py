@@ -69,11 +69,14 @@ def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
 def motion_from_inputs(driving: Any, *, fitter: Any = None, frames: int | None = None) -> MotionParameters:
     """Turn a driving input into `MotionParameters`.
 
-    Accepted inputs: `MotionParameters`; a SynthHeads clip row (a mapping with
-    ``identity_coefficients`` and ``expression_parameters``); a mapping of the `MotionParameters`
-    fields (lists or arrays, T frames each); a path to a ``.npz`` of those fields (read without
-    pickle); or a sequence of video frames (paths, PIL images or arrays), fitted frame by frame with
-    `fitter` (a DAD-3DNet; the bundled one when None). Fitted motion has no gaze: the eyes look ahead.
+    Accepted inputs:
+
+    - `MotionParameters`;
+    - a SynthHeads clip row (a mapping with ``identity_coefficients`` and ``expression_parameters``);
+    - a mapping of the `MotionParameters` fields (lists or arrays, T frames each);
+    - a path to a ``.npz`` of those fields, read without unpickling;
+    - a sequence of video frames (paths, PIL images or arrays). A DAD-3DNet `fitter` (the bundled
+      one when None) fits them frame by frame. Fitted motion has no gaze, so the eyes look ahead.
     """
     if isinstance(driving, MotionParameters):
         motion = driving
@@ -413,7 +416,7 @@ class Head2Head(ZooModel, pipeline_tag="image-to-video", tags=["head-reenactment
             output: write the generated video there as an animated GIF (or a PNG strip when the
                 name ends in .png) and return its path instead of the frames.
             max_frames: generate at most this many frames (None for all); ``driving_frames`` in
-                the result says how many the driving input had.
+                the result gives the length of the driving input.
 
         Returns:
             ``num_frames``, ``driving_frames``, ``fps``, ``image_size``, per-frame transferred

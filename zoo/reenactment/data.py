@@ -39,9 +39,9 @@ def to_frames(images: Sequence) -> torch.Tensor:
 class ClipTensors:
     """One clip of one person, every per-frame tensor on the CPU.
 
-    frames (T, 3, H, W) and each conditioning image (T, C, H, W) are in [0, 1]; ``mask`` is
-    the rendered face mask (T, 1, H, W); ``flow`` (T - 1, 2, H, W) is the forward flow in
-    pixels and ``flow_valid`` (T - 1, H, W) its validity.
+    ``frames`` (T, 3, H, W) and each conditioning image (T, C, H, W) are in [0, 1]. ``mask`` is
+    the rendered face mask (T, 1, H, W). ``flow`` (T - 1, 2, H, W) is the forward flow in pixels,
+    and ``flow_valid`` (T - 1, H, W) marks where it is valid.
     """
 
     identity: int

@@ -61,8 +61,8 @@ def _summarise(per_clip: list[dict[str, float]]) -> dict[str, float]:
 def self_reenactment(model, clips: Sequence[ClipTensors], *, max_clips: int | None = None) -> dict[str, Any]:
     """Regenerate each clip's held-out last third from its own motion and score it.
 
-    The generator starts the held-out part from zero previous frames; its first windows read
-    the conditioning of the frames just before (rendered from parameters, no pixels). Returns the
+    The generator starts the held-out part from zero previous frames. Its first windows read the
+    conditioning of the frames just before, which is rendered from parameters and shows no pixels. Returns the
     mean over clips of each metric, the temporal warp error of the generated and the real frames,
     and per-clip values.
     """
