@@ -102,9 +102,28 @@ def _predict_video(model, args: argparse.Namespace) -> int:
             f"note: {type(model).__name__} is the generic model, not adapted to any person; "
             "adapt it in Python with `model.adapted(frames, motion)` first", file=sys.stderr,
         )
+    needs_source = getattr(model, "needs_source", False)
+    if needs_source and not args.source:
+        print(f"error: {type(model).__name__} animates a source image: pass it with --source IMAGE", file=sys.stderr)
+        return 1
+    unused = [flag for flag, value, accepted in (
+        ("--source", args.source, needs_source),
+        ("--audio", args.audio, getattr(model, "audio_dim", 0) > 0),
+        ("--gaze", args.gaze, hasattr(model, "gaze_edits")),
+    ) if value and not accepted]
+    if unused:
+        print(f"error: {type(model).__name__} does not take {', '.join(unused)}", file=sys.stderr)
+        return 1
     try:
         driving = inputs[0] if inputs[0].endswith(".npz") else _video_frame_paths(inputs)
-        result = model.predict(driving, output=output, max_frames=args.max_frames)
+        if needs_source:
+            options = {"audio": args.audio} if args.audio else {}
+            if args.gaze:
+                options["gaze"] = args.gaze
+            result = model.predict(args.source if len(args.source) > 1 else args.source[0], driving, output=output,
+                                   max_frames=args.max_frames, **options)
+        else:
+            result = model.predict(driving, output=output, max_frames=args.max_frames)
     except (ImageInputError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -300,6 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--max-frames", type=int, default=250,
         help="reenactment models: generate at most this many frames (default: 250); the JSON gives the driving count",
+    )
+    sub.add_argument(
+        "--source", action="append", metavar="IMAGE",
+        help="one-shot reenactment models (HeadGAN, Free-HeadGAN): the source image to animate; "
+        "repeat for several images of one person (Free-HeadGAN fuses them)",
+    )
+    sub.add_argument("--audio", metavar="WAV", help="HeadGAN: the driving audio as a PCM .wav file (default: silence)")
+    sub.add_argument(
+        "--gaze", type=float, nargs=2, metavar=("YAW", "PITCH"),
+        help="Free-HeadGAN: look in this direction (degrees, relative to the head) instead of the driving gaze",
     )
     sub.set_defaults(func=cmd_predict)
 

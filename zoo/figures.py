@@ -262,3 +262,50 @@ def plot_few_shot(path: Path, few_shot: dict[str, Any]) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def one_shot_grid(path: Path, model, dataset, *, split: str = "test", references: int = 1, columns: int = 8, tile: int = 96) -> None:
+    """Draw a one-shot model's self-reenactment of a new person and a cross-identity pair.
+
+    Rows: the reference frame(s), the person's real frames, the output driven by them, the
+    warp-only output; then another person's driving frames and the first person driven by them.
+    """
+    from zoo.reenactment.data import load_clips
+    from zoo.reenactment.evaluation import reference_frames
+
+    clips = load_clips(dataset[split], model.renderer, ("nmfc",))
+    clip, driver = clips[0], clips[1 % len(clips)]
+    chosen = reference_frames(clip.num_frames, references)
+    own = model.animate_clip(clip, chosen)
+    picks = np.linspace(0, clip.num_frames - 1, columns).round().astype(int).tolist()
+    cross = model.animate_clip(clip, chosen, driver=driver)
+    name = type(model).__name__
+    rows = [
+        (f"reference{'s' if len(chosen) > 1 else ''} (person {clip.identity})", _frames_to_tiles(clip.frames, chosen)),
+        ("real frames", _frames_to_tiles(clip.frames, picks)),
+        (f"{name}, self", _frames_to_tiles(own["frames"], picks)),
+        ("warp only", _frames_to_tiles(own["warped"], picks)),
+        (f"driving (person {driver.identity})", _frames_to_tiles(driver.frames, picks)),
+        (f"{name}, cross", _frames_to_tiles(cross["frames"], picks)),
+    ]
+    _labelled_rows(path, rows, tile=tile, title=f"{name} on new people: self-reenactment (top) and cross-identity reenactment (bottom)")
+
+
+def gaze_edit_grid(path: Path, model, dataset, *, split: str = "test", people: int = 3, tile: int = 96) -> None:
+    """Draw a gaze-controllable model's output for each requested gaze direction, one row per new person."""
+    import math
+
+    from zoo.reenactment.data import load_clips
+    from zoo.reenactment.evaluation import reference_frames
+
+    clips = load_clips(dataset[split], model.renderer, ("nmfc",))[:people]
+    rows = []
+    for clip in clips:
+        chosen = reference_frames(clip.num_frames, 1)
+        tiles = [_frames_to_tiles(clip.frames, chosen)[0]]
+        for yaw, pitch in model.gaze_edits:
+            result = model.animate_clip(clip, chosen, rows=slice(chosen[0], chosen[0] + 1), gaze=(yaw, pitch))
+            tiles.append(_frames_to_tiles(result["frames"], [0])[0])
+        rows.append((f"person {clip.identity}", tiles))
+    directions = ", ".join(f"({math.degrees(y):+.0f}, {math.degrees(p):+.0f})" for y, p in model.gaze_edits)
+    _labelled_rows(path, rows, tile=tile, title=f"Reference, then gaze (yaw, pitch) in degrees: {directions}")

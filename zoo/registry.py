@@ -238,6 +238,41 @@ HEAD2HEADFS_PAPER = Paper(
 }""",
 )
 
+HEADGAN_PAPER = Paper(
+    title="HeadGAN: One-shot Neural Head Synthesis and Editing",
+    authors="Michail Christos Doukas, Stefanos Zafeiriou, Viktoriia Sharmanska",
+    venue="IEEE/CVF International Conference on Computer Vision (ICCV)",
+    year=2021,
+    url="https://arxiv.org/abs/2012.08261",
+    code_url="https://github.com/michaildoukas/headGAN",
+    code_license="not checked",
+    bibtex="""@inproceedings{doukas2021headgan,
+  title     = {HeadGAN: One-shot Neural Head Synthesis and Editing},
+  author    = {Doukas, Michail Christos and Zafeiriou, Stefanos and Sharmanska, Viktoriia},
+  booktitle = {IEEE/CVF International Conference on Computer Vision (ICCV)},
+  pages     = {14398--14407},
+  year      = {2021}
+}""",
+)
+
+FREE_HEADGAN_PAPER = Paper(
+    title="Free-HeadGAN: Neural Talking Head Synthesis with Explicit Gaze Control",
+    authors="Michail Christos Doukas, Evangelos Ververas, Viktoriia Sharmanska, Stefanos Zafeiriou",
+    venue="IEEE Transactions on Pattern Analysis and Machine Intelligence (TPAMI)",
+    year=2023,
+    url="https://arxiv.org/abs/2208.02210",
+    bibtex="""@article{doukas2023freeheadgan,
+  title   = {Free-HeadGAN: Neural Talking Head Synthesis with Explicit Gaze Control},
+  author  = {Doukas, Michail Christos and Ververas, Evangelos and Sharmanska, Viktoriia and
+             Zafeiriou, Stefanos},
+  journal = {IEEE Transactions on Pattern Analysis and Machine Intelligence},
+  volume  = {45},
+  number  = {8},
+  pages   = {9743--9756},
+  year    = {2023}
+}""",
+)
+
 _ENTRIES = [
     CheckpointInfo(
         id="realpatch-coloured-digits",

@@ -31,19 +31,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from zoo.geometry.rotation import rotation_6d_to_matrix
+from zoo.hub import ZooModel
+from zoo.models.headgan import AudioMouthDiscriminator, FlowNetwork, RenderingNetwork
 from zoo.nn.convnet import ConvEncoder
-from zoo.reenactment.keypoints import NUM_KEYPOINTS, angular_error_degrees, apply_pose, canonicalise, gaze_vector
+from zoo.reenactment.keypoints import (
+    NUM_KEYPOINTS,
+    angular_error_degrees,
+    apply_pose,
+    canonicalise,
+    gaze_vector,
+    keypoint_sketch,
+)
 
 __all__ = [
     "GAZE_CROPS",
     "KEYPOINT_LOSS_WEIGHTS",
     "CanonicalKeypointEstimator",
+    "FreeHeadGAN",
     "GazeEstimator",
     "crop_eyes",
     "fuse_sources",
@@ -407,3 +419,358 @@ def fuse_sources(warped: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         return warped[:, 0]
     weights = torch.softmax(logits.to(warped.dtype), dim=1)
     return (weights * warped).sum(dim=1)
+
+
+# ---------------------------------------------------------------------- the model
+
+
+class FreeHeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment", "one-shot", "few-shot", "gaze", "gan"]):
+    """Free-HeadGAN: keypoint estimator, gaze estimator and a HeadGAN-style generator on keypoint sketches.
+
+    The generator is HeadGAN's flow and rendering networks (`zoo.models.headgan`) with the NMFC
+    replaced by a keypoint sketch whose eye regions carry the gaze colour code
+    (`zoo.reenactment.keypoints.keypoint_sketch`), no audio branch, and an attention head on
+    the flow network: with N references each one is warped separately and the warped images and
+    features are fused per pixel with a softmax over the references (`fuse_sources`).
+
+    Args:
+        image_size: side of the square frames.
+        window: sketch frames stacked per generated frame (1: the current one).
+        base_channels, levels, max_channels, spade_hidden, pixel_shuffle: generator widths, as
+            for `zoo.models.headgan.HeadGAN`.
+        keypoint_widths, keypoint_hidden: `CanonicalKeypointEstimator` sizes.
+        gaze_widths, gaze_hidden, eye_size: `GazeEstimator` sizes (eye crops).
+        data: description of the training data, for cards.
+        training: training provenance (seed, config), for cards.
+    """
+
+    audio_dim = 0
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 64,
+        window: int = 1,
+        base_channels: int = 16,
+        levels: int = 2,
+        max_channels: int = 128,
+        spade_hidden: int = 32,
+        pixel_shuffle: bool = False,
+        keypoint_widths: Sequence[int] = (16, 32, 64, 128),
+        keypoint_hidden: int = 256,
+        gaze_widths: Sequence[int] = (16, 32, 64),
+        gaze_hidden: int = 64,
+        eye_size: int = 16,
+        data: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        factor = 2**levels
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size % factor or image_size < 2 * factor:
+            raise ValueError(
+                f"image_size must be a multiple of 2**levels = {factor} of at least {2 * factor}, got {image_size!r}. "
+                "Pick another image_size or lower levels"
+            )
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be an integer >= 1, got {window!r}")
+        self.image_size = image_size
+        self.window = window
+        self.levels = levels
+        self.condition_channels = 3 * window
+        self.keypoint_estimator = CanonicalKeypointEstimator(widths=tuple(keypoint_widths), hidden=keypoint_hidden)
+        self.gaze_estimator = GazeEstimator(widths=tuple(gaze_widths), hidden=gaze_hidden, eye_size=eye_size)
+        widths = dict(base_channels=base_channels, levels=levels, max_channels=max_channels, pixel_shuffle=pixel_shuffle,
+                      spade_hidden=spade_hidden)
+        self.flow_network = FlowNetwork(condition_channels=self.condition_channels, attention=True, **widths)
+        self.rendering_network = RenderingNetwork(condition_channels=self.condition_channels, audio_dim=0, **widths)
+
+    def generator_parameters(self):
+        """Parameters of the flow and rendering networks (the estimators are trained apart)."""
+        yield from self.flow_network.parameters()
+        yield from self.rendering_network.parameters()
+
+    def estimator_parameters(self):
+        yield from self.keypoint_estimator.parameters()
+        yield from self.gaze_estimator.parameters()
+
+    def synthesise(
+        self,
+        references: torch.Tensor,
+        reference_conditions: torch.Tensor,
+        driving: torch.Tensor,
+        audio: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Render the references' person as the driving sketches show; images in [-1, 1].
+
+        Args:
+            references: (B, N, 3, H, W) reference frames of one person per batch item.
+            reference_conditions: (B, N, 3, H, W) keypoint sketches of the references.
+            driving: (B, window * 3, H, W) driving sketches, oldest first.
+            audio: must be None (Free-HeadGAN reads no audio).
+
+        Returns:
+            ``output`` (B, 3, H, W); ``warped_reference`` (B, 3, H, W), the fused warped
+            references; ``masks`` (B, N, 1, H, W) the flow masks; ``attention`` (B, N, 1, H, W),
+            the softmax weight of each reference per pixel.
+        """
+        if audio is not None:
+            raise ValueError("Free-HeadGAN reads no audio, so audio must be None")
+        if references.ndim != 5 or reference_conditions.shape != references.shape:
+            raise ValueError(
+                "references and reference_conditions must both be (B, N, 3, H, W), got "
+                f"{tuple(references.shape)} and {tuple(reference_conditions.shape)}"
+            )
+        batch, count = references.shape[:2]
+        if driving.ndim != 4 or driving.shape[0] != batch:
+            raise ValueError(f"driving must be ({batch}, {self.condition_channels}, H, W), got {tuple(driving.shape)}")
+        flow = self.flow_network(
+            references.flatten(0, 1), reference_conditions.flatten(0, 1), driving.repeat_interleave(count, dim=0)
+        )
+        logits = flow.attention.view(batch, count, 1, *flow.attention.shape[-2:])
+        fused_features = []
+        for level, feature in enumerate(flow.warped_features):
+            level_logits = F.avg_pool2d(flow.attention, 2**level) if level else flow.attention
+            fused_features.append(fuse_sources(
+                feature.view(batch, count, *feature.shape[1:]),
+                level_logits.view(batch, count, 1, *level_logits.shape[-2:]),
+            ))
+        warped = fuse_sources(flow.warped_reference.view(batch, count, *flow.warped_reference.shape[1:]), logits)
+        output = self.rendering_network(driving, fused_features, warped, None)
+        return {
+            "output": output,
+            "warped_reference": warped,
+            "masks": flow.mask.view(batch, count, 1, *flow.mask.shape[-2:]),
+            "attention": torch.softmax(logits, dim=1),
+        }
+
+    def mouth_discriminator(self, **settings: Any) -> AudioMouthDiscriminator:
+        """The mouth critic that trains the generator (no audio)."""
+        return AudioMouthDiscriminator(audio_dim=0, **settings)
+
+    def clip_conditions(self, clip) -> torch.Tensor:
+        """Return the (T, 3, H, W) gaze-coded keypoint sketches of a `ClipTensors` in [-1, 1], from its rendered landmarks and gaze labels."""
+        return keypoint_sketch(clip.landmarks_2d, clip.motion.gaze, self.image_size, self.image_size) * 2.0 - 1.0
+
+    # ------------------------------------------------------------------ inference
+
+    # `zoo predict` animates source images with a driving video and writes a video.
+    video_output = True
+    needs_source = True
+    summary_keys = ("psnr", "masked_l1", "three_shot_psnr", "gaze_edit_error_degrees", "identity_similarity", "fps_end_to_end")
+    # Requested gaze directions of the gaze-editing evaluation, (yaw, pitch) in radians, inside
+    # the SynthHeads gaze range of +-0.35 yaw and +-0.25 pitch.
+    gaze_edits = tuple((yaw, pitch) for yaw in (-0.3, 0.0, 0.3) for pitch in (-0.2, 0.0, 0.2))
+
+    @property
+    def renderer(self):
+        """The built-in head renderer at this resolution (used to render evaluation clips' face regions)."""
+        from zoo.reenactment.conditioning import builtin_renderer
+
+        return builtin_renderer(self.image_size)
+
+    @property
+    def fps(self) -> float:
+        return float((self.config.get("data") or {}).get("fps", 25.0))
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.no_grad()
+    def estimate(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run the keypoint and gaze estimators on (N, 3, H, W) frames in [0, 1].
+
+        Returns the `CanonicalKeypointEstimator` outputs, ``landmarks_2d`` (N, 68, 2) pixel
+        coordinates of the keypoints and ``gaze`` (N, 2) (yaw, pitch) radians.
+        """
+        from zoo.geometry.camera import to_pixels
+
+        self.eval()
+        images = (frames * 2.0 - 1.0).to(self._device())
+        outputs = dict(self.keypoint_estimator(images))
+        outputs["landmarks_2d"] = to_pixels(outputs["keypoints"], self.image_size, self.image_size)[..., :2]
+        outputs["gaze"] = self.gaze_estimator(images, outputs["landmarks_2d"])
+        return {name: value.cpu() for name, value in outputs.items()}
+
+    @torch.no_grad()
+    def measure_gaze(self, frames: torch.Tensor, landmarks_2d: torch.Tensor) -> torch.Tensor:
+        """Gaze (N, 2) radians that the gaze estimator reads from (N, 3, H, W) frames in [0, 1], eyes placed by `landmarks_2d`."""
+        self.eval()
+        return self.gaze_estimator((frames * 2.0 - 1.0).to(self._device()), landmarks_2d.to(self._device())).cpu()
+
+    def _gaze_override(self, gaze: Any, frames: int) -> torch.Tensor:
+        values = torch.as_tensor(gaze, dtype=torch.float32)
+        if values.shape == (2,):
+            values = values.expand(frames, 2)
+        if values.shape != (frames, 2):
+            raise ValueError(f"gaze must be one (yaw, pitch) pair or one per driving frame ({frames}, 2), in radians; got shape {tuple(values.shape)}")
+        if not bool(torch.isfinite(values).all()) or bool((values.abs() > math.pi / 2).any()):
+            raise ValueError("gaze angles must be finite radians within +-pi/2 (+-90 degrees)")
+        return values.clone()
+
+    @torch.no_grad()
+    def animate(self, sources: torch.Tensor, driving: torch.Tensor, *, gaze: Any = None, batch_size: int = 16) -> dict[str, torch.Tensor]:
+        """Render the sources' person with the head pose, expression and gaze of each driving frame.
+
+        The sources' canonical keypoints (averaged over the sources) are posed and deformed
+        as each driving frame's (`transfer_keypoints`), projected to pixels and drawn as a sketch
+        with the driving gaze, or with `gaze` when given (gaze editing).
+
+        Args:
+            sources: (N, 3, H, W) source images of one person in [0, 1].
+            driving: (T, 3, H, W) driving frames in [0, 1].
+            gaze: None, or (yaw, pitch) radians for every frame, or (T, 2).
+            batch_size: frames generated per forward pass.
+
+        Returns:
+            ``frames`` and ``warped`` (T, 3, H, W) in [0, 1], ``sketch`` (T, 3, H, W) in [0, 1],
+            ``landmarks_2d`` (T, 68, 2) of the drawn keypoints and ``gaze`` (T, 2) drawn.
+        """
+        from zoo.geometry.camera import to_pixels
+        from zoo.reenactment.one_shot import driving_stack
+
+        size = self.image_size
+        for name, value in (("sources", sources), ("driving", driving)):
+            if value.ndim != 4 or tuple(value.shape[1:]) != (3, size, size):
+                raise ValueError(f"{name} must have shape (N, 3, {size}, {size}) in [0, 1], got {tuple(value.shape)}")
+        frames = driving.shape[0]
+        was_training = self.training
+        source = self.estimate(sources)
+        target = self.estimate(driving)
+        canonical = source["canonical"].mean(dim=0, keepdim=True).expand(frames, -1, -1)
+        posed = apply_pose(canonical, target["scale"], target["rotation"], target["translation"], target["deformation"])
+        landmarks = to_pixels(posed, size, size)[..., :2]
+        drawn_gaze = target["gaze"] if gaze is None else self._gaze_override(gaze, frames)
+        sketch = keypoint_sketch(landmarks, drawn_gaze, size, size)
+        source_sketch = keypoint_sketch(source["landmarks_2d"], source["gaze"], size, size)
+        conditions = sketch * 2.0 - 1.0
+        device = self._device()
+        references = (sources * 2.0 - 1.0)[None].to(device)
+        reference_sketches = (source_sketch * 2.0 - 1.0)[None].to(device)
+        outputs, warped = [], []
+        for start in range(0, frames, batch_size):
+            rows = range(start, min(start + batch_size, frames))
+            stack = torch.stack([driving_stack(conditions, t, self.window) for t in rows]).to(device)
+            count = len(rows)
+            result = self.synthesise(references.expand(count, -1, -1, -1, -1), reference_sketches.expand(count, -1, -1, -1, -1), stack)
+            outputs.append(result["output"].cpu())
+            warped.append(result["warped_reference"].cpu())
+        self.train(was_training)
+        to_unit = lambda values: ((torch.cat(values) + 1.0) / 2.0).clamp(0.0, 1.0)  # noqa: E731
+        return {"frames": to_unit(outputs), "warped": to_unit(warped), "sketch": sketch, "landmarks_2d": landmarks, "gaze": drawn_gaze}
+
+    def animate_clip(self, source, references: list[int], driver=None, rows: slice | None = None, gaze: Any = None) -> dict[str, Any]:
+        """Evaluation interface: animate frames `references` of a `ClipTensors` by its own frames or by `driver`'s frames `rows`."""
+        rows = rows if rows is not None else slice(None)
+        driving = (driver if driver is not None else source).frames[rows]
+        return self.animate(source.frames[list(references)], driving, gaze=gaze)
+
+    def reenact(self, source: Any, driving: Any, *, gaze: Any = None, max_frames: int | None = None) -> dict[str, Any]:
+        """Animate one or more source images (one person) with driving video frames.
+
+        Args:
+            source: a source image or a list of them (paths, PIL images, arrays or tensors), head
+                crops of the model's size; several are fused with attention.
+            driving: the driving frames (a list of images or a (T, 3, H, W) tensor in [0, 1]).
+            gaze: None keeps the driving gaze; (yaw, pitch) in radians, or one pair per frame,
+                replaces it (gaze editing).
+            max_frames: generate at most this many frames.
+        """
+        from zoo.reenactment.one_shot import load_frames
+
+        sources = load_frames(source, self.image_size, "source image")
+        frames = load_frames(driving, self.image_size, "driving frame")
+        if max_frames is not None:
+            if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
+                raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+            frames = frames[:max_frames]
+        result = self.animate(sources, frames, gaze=gaze)
+        result["driving_frames"] = frames.shape[0]
+        return result
+
+    def predict(self, source: Any, driving: Any = None, *, gaze: Any = None, output: str | Path | None = None,
+                max_frames: int | None = 250, **unused: Any) -> dict[str, Any]:
+        """Animate source image(s) with driving frames; return JSON-able results.
+
+        Args:
+            source: one source image or a list (64 x 64 head crops for the bundled checkpoint).
+            driving: the driving video frames.
+            gaze: (yaw, pitch) in degrees to look at instead of the driving gaze, or None.
+            output: write the video as an animated GIF (or a PNG strip for a .png name).
+            max_frames: generate at most this many frames (None for all).
+        """
+        from zoo.reenactment.one_shot import video_report
+
+        if driving is None:
+            raise ValueError("Free-HeadGAN needs driving video frames besides the source image")
+        if unused.get("audio") is not None:
+            raise ValueError("Free-HeadGAN reads no audio; drop the audio input")
+        radians = None if gaze is None else [math.radians(float(value)) for value in gaze]
+        if radians is not None and len(radians) != 2:
+            raise ValueError(f"gaze must be (yaw, pitch) in degrees, got {gaze!r}")
+        result = self.reenact(source, driving, gaze=radians, max_frames=max_frames)
+        return video_report(result["frames"], output, fps=self.fps, extra={
+            "driving_frames": result["driving_frames"], "image_size": self.image_size,
+            "gaze_degrees": torch.rad2deg(result["gaze"]).tolist(),
+        })
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def gaze_editing(self, clips, *, frames: int = 24) -> dict[str, Any]:
+        """Drive each clip's reference by its own frames with each requested gaze of `gaze_edits`; measure the outputs' gaze.
+
+        The gaze estimator reads each generated frame with the drawn keypoints placing the eyes.
+        Its own error on the real frames (gaze labels, eyes placed by its keypoints) is the floor.
+        """
+        from zoo.reenactment.evaluation import reference_frames
+
+        errors, per_direction, floor = [], {}, []
+        rows = slice(0, frames)
+        for clip in clips:
+            chosen = reference_frames(clip.num_frames, 1)
+            for yaw, pitch in self.gaze_edits:
+                result = self.animate_clip(clip, chosen, rows=rows, gaze=(yaw, pitch))
+                measured = self.measure_gaze(result["frames"], result["landmarks_2d"])
+                error = angular_error_degrees(gaze_vector(measured), gaze_vector(result["gaze"]))
+                errors.append(error)
+                per_direction.setdefault(f"{math.degrees(yaw):+.0f},{math.degrees(pitch):+.0f}", []).append(float(error.mean()))
+            estimated = self.estimate(clip.frames[rows])
+            floor.append(angular_error_degrees(gaze_vector(estimated["gaze"]), gaze_vector(clip.motion.gaze[rows])))
+        return {
+            "gaze_edit_error_degrees": float(torch.cat(errors).mean()),
+            "per_direction_degrees": {name: sum(values) / len(values) for name, values in per_direction.items()},
+            "estimator_error_on_real_frames_degrees": float(torch.cat(floor).mean()),
+            "frames_per_clip": frames,
+        }
+
+    @torch.no_grad()
+    def keypoint_errors(self, clips) -> dict[str, float]:
+        """Mean pixel error of the estimated 2D keypoints against the rendered landmarks of the clips' frames."""
+        errors = [torch.linalg.vector_norm(self.estimate(clip.frames)["landmarks_2d"] - clip.landmarks_2d, dim=-1).mean() for clip in clips]
+        return {"keypoint_error_pixels": float(torch.stack(errors).mean())}
+
+    def evaluate_split(self, dataset, split: str, batch_size: int = 0) -> dict[str, Any]:
+        """Score self-reenactment with 1 and 3 references, cross-identity reenactment, gaze editing and speed on `split`'s people."""
+        from zoo.reenactment.data import load_clips
+        from zoo.reenactment.evaluation import one_shot_scores
+
+        scores = one_shot_scores(self, dataset, split, conditions=("nmfc",), references=(1, 3))
+        clips = load_clips(dataset[split], self.renderer, ("nmfc",))
+        three = scores["self_reenactment"]["3"]
+        gaze = self.gaze_editing(clips)
+        scores.update({
+            "three_shot_psnr": three["psnr"],
+            "three_shot_masked_l1": three["masked_l1"],
+            "gaze_edit_error_degrees": gaze["gaze_edit_error_degrees"],
+            "gaze_editing": gaze,
+        })
+        scores["estimators"] = self.keypoint_errors(clips)
+        return scores
+
+    def card_figures(self, assets: Path, dataset, split: str) -> dict[str, str]:
+        """Draw the card's sample grid and gaze-editing grid; return name to path relative to the card."""
+        from zoo.figures import gaze_edit_grid, one_shot_grid
+
+        one_shot_grid(assets / "samples.png", self, dataset, split=split, references=3)
+        gaze_edit_grid(assets / "gaze.png", self, dataset, split=split)
+        return {"samples": "assets/samples.png", "gaze": "assets/gaze.png"}

@@ -35,6 +35,7 @@ from zoo.nn.generators import SequentialGenerator
 from zoo.reenactment.conditioning import (
     CONDITION_KINDS,
     MotionParameters,
+    builtin_renderer,
     conditioning_channels,
     render_conditioning,
     stack_conditioning,
@@ -232,7 +233,6 @@ class Head2Head(ZooModel, pipeline_tag="image-to-video", tags=["head-reenactment
         self.register_buffer("target_identity", torch.zeros(num_identity))
         # scale mean, scale std, translation mean (x, y), translation std (x, y)
         self.register_buffer("target_camera", torch.tensor([1.0 / 15.0, 1e-3, 0.0, 0.0, 1e-3, 1e-3]))
-        self._renderer = None
 
     # ------------------------------------------------------------------ target person
 
@@ -259,12 +259,7 @@ class Head2Head(ZooModel, pipeline_tag="image-to-video", tags=["head-reenactment
     @property
     def renderer(self):
         """The `HeadRenderer` of the built-in SynthHeads head at this model's resolution."""
-        if self._renderer is None:
-            from zoo.data.synthheads.dataset import builtin_model
-            from zoo.geometry import HeadRenderer
-
-            self.__dict__["_renderer"] = HeadRenderer(builtin_model(), image_size=self.image_size)
-        return self._renderer
+        return builtin_renderer(self.image_size)
 
     # ------------------------------------------------------------------ generation
 

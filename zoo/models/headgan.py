@@ -27,6 +27,7 @@ computed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -115,12 +116,15 @@ class FlowOutput(NamedTuple):
         warped_features: reference features of each encoder level, full resolution first, each
             warped with the flow average-pooled to its size and divided by its downsampling factor.
         warped_reference: (B, 3, H, W) reference image warped with the flow.
+        attention: (B, 1, H, W) logits that weigh this reference against others in N-shot fusion
+            (`zoo.models.free_headgan.fuse_sources`), or None without an attention head.
     """
 
     flow: torch.Tensor
     mask: torch.Tensor
     warped_features: list[torch.Tensor]
     warped_reference: torch.Tensor
+    attention: torch.Tensor | None = None
 
 
 class FeatureEncoder(nn.Module):
@@ -195,6 +199,8 @@ class FlowNetwork(nn.Module):
         condition_channels: channels of the driving NMFC stack (window x 3).
         base_channels, levels, max_channels, pixel_shuffle: widths and depth (`level_widths`).
         spade_hidden: embedding width of every SPADE.
+        attention: add a third 7x7 head with one attention logit per pixel, Free-HeadGAN's
+            extra output map for fusing several references.
     """
 
     def __init__(
@@ -206,6 +212,7 @@ class FlowNetwork(nn.Module):
         max_channels: int = 128,
         spade_hidden: int = 32,
         pixel_shuffle: bool = False,
+        attention: bool = False,
     ) -> None:
         super().__init__()
         _check_positive_int("condition_channels", condition_channels)
@@ -230,6 +237,9 @@ class FlowNetwork(nn.Module):
         self.upsample = _upsampler(pixel_shuffle)
         self.flow_head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(self.widths[0], 2, kernel_size=7))
         self.mask_head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(self.widths[0], 1, kernel_size=7))
+        self.attention_head = (
+            nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(self.widths[0], 1, kernel_size=7)) if attention else None
+        )
         init_xavier(self, INIT_GAIN)
 
     def forward(self, reference_rgb: torch.Tensor, reference_nmfc: torch.Tensor, driving_nmfc: torch.Tensor) -> FlowOutput:
@@ -263,7 +273,8 @@ class FlowNetwork(nn.Module):
                 level_flow = F.avg_pool2d(level_flow, kernel_size=2, stride=2) / 2.0
             warped_features.append(warp(feature, level_flow, padding_mode="border"))
         warped_reference = warp(reference_rgb, flow, padding_mode="border")
-        return FlowOutput(flow, mask, warped_features, warped_reference)
+        attention = self.attention_head(x) if self.attention_head is not None else None
+        return FlowOutput(flow, mask, warped_features, warped_reference, attention)
 
 
 class RenderingNetwork(nn.Module):
@@ -433,6 +444,23 @@ class HeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment",
         self.rendering_network = RenderingNetwork(
             condition_channels=self.condition_channels, spade_hidden=spade_hidden, audio_dim=audio_dim, **widths
         )
+        # Per-feature mean and standard deviation of the training audio features: MFCCs and
+        # spectral statistics have very different ranges, and AdaIN reads them through one linear layer.
+        self.register_buffer("audio_mean", torch.zeros(audio_dim))
+        self.register_buffer("audio_std", torch.ones(audio_dim))
+
+    def set_audio_statistics(self, features: torch.Tensor) -> None:
+        """Record the mean and standard deviation of (N, audio_dim) training audio features."""
+        if features.ndim != 2 or features.shape[1] != self.audio_dim:
+            raise ValueError(f"features must have shape (N, {self.audio_dim}), got {tuple(features.shape)}")
+        self.audio_mean.copy_(features.mean(dim=0))
+        self.audio_std.copy_(features.std(dim=0).clamp_min(1e-3))
+
+    def normalise_audio(self, audio: torch.Tensor | None) -> torch.Tensor | None:
+        """Standardise raw (B, audio_dim) audio features with the training statistics (None passes through)."""
+        if audio is None or self.audio_dim == 0:
+            return audio
+        return (audio - self.audio_mean) / self.audio_std
 
     def forward(
         self,
@@ -450,8 +478,9 @@ class HeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment",
             reference_rgb: (B, 3, H, W) reference frame.
             reference_nmfc: (B, 3, H, W) NMFC render of the reference frame.
             driving_nmfc: (B, window * 3, H, W) NMFC renders of the driving frames, oldest first.
-            audio: (B, audio_dim) audio features of the current driving frame, or None when
-                ``audio_dim=0``.
+            audio: (B, audio_dim) raw audio features of the current driving frame
+                (`zoo.data.synthheads.audio.audio_features`), standardised here with the training
+                statistics, or None when ``audio_dim=0``.
 
         Returns:
             A dict of ``output`` (B, 3, H, W) in [-1, 1], ``warped_reference`` (B, 3, H, W),
@@ -460,8 +489,198 @@ class HeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment",
             the target frame too, which gives the flow network a direct signal.
         """
         flow = self.flow_network(reference_rgb, reference_nmfc, driving_nmfc)
+        audio = self.normalise_audio(audio)
         output = self.rendering_network(driving_nmfc, flow.warped_features, flow.warped_reference, audio)
         return {"output": output, "warped_reference": flow.warped_reference, "flow": flow.flow, "mask": flow.mask}
+
+    def synthesise(
+        self,
+        references: torch.Tensor,
+        reference_conditions: torch.Tensor,
+        driving: torch.Tensor,
+        audio: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The `zoo.reenactment.one_shot` interface: `forward` on (B, 1, 3, H, W) references and their NMFCs.
+
+        Returns `forward`'s dict with ``masks`` (B, 1, 1, H, W), the flow mask per reference.
+        """
+        if references.ndim != 5 or references.shape[1] != 1:
+            raise ValueError(f"HeadGAN reads one reference image per frame: references must be (B, 1, 3, H, W), got {tuple(references.shape)}")
+        out = self(references[:, 0], reference_conditions[:, 0], driving, audio if self.audio_dim else None)
+        out["masks"] = out["mask"][:, None]
+        return out
+
+    def mouth_discriminator(self, **settings: Any) -> AudioMouthDiscriminator:
+        """The mouth critic that trains this generator, conditioned on audio when the generator reads audio."""
+        return AudioMouthDiscriminator(audio_dim=self.audio_dim, **settings)
+
+    def clip_conditions(self, clip) -> torch.Tensor:
+        """Return the (T, 3, H, W) NMFC renders of a `zoo.reenactment.data.ClipTensors` in [-1, 1]."""
+        return clip.conditioning["nmfc"] * 2.0 - 1.0
+
+
+    # ------------------------------------------------------------------ inference
+
+    # `zoo predict` drives one source image with a driving video and writes a video.
+    video_output = True
+    needs_source = True
+    summary_keys = ("psnr", "masked_l1", "warp_only_psnr", "mouth_l1", "identity_similarity", "pose_transfer_error_degrees",
+                    "fps_end_to_end")
+
+    @property
+    def renderer(self):
+        """The `HeadRenderer` of the built-in SynthHeads head at this model's resolution."""
+        from zoo.reenactment.conditioning import builtin_renderer
+
+        return builtin_renderer(self.image_size)
+
+    @property
+    def fps(self) -> float:
+        return float((self.config.get("data") or {}).get("fps", 25.0))
+
+    @torch.no_grad()
+    def animate(self, reference_frame: torch.Tensor, reference_motion, motion, audio: torch.Tensor | None = None,
+                *, batch_size: int = 16) -> dict[str, torch.Tensor]:
+        """Generate the reference person with the morphable-model motion of each driving frame.
+
+        Args:
+            reference_frame: (3, H, W) reference image in [0, 1].
+            reference_motion: `MotionParameters` of the reference image (one frame).
+            motion: `MotionParameters` of the T frames to generate, already carrying the
+                reference's identity (`adapt_geometry`).
+            audio: (T, audio_dim) raw audio features of the driving frames; None gives silence.
+            batch_size: frames generated per forward pass.
+
+        Returns:
+            ``frames`` and ``warped`` (T, 3, H, W) in [0, 1] (output and warp-only output),
+            ``nmfc`` (T, 3, H, W) and ``mask`` (T, 1, H, W), the rendered face region.
+        """
+        from zoo.reenactment.conditioning import render_conditioning
+        from zoo.reenactment.one_shot import driving_stack, silent_audio
+
+        if reference_frame.shape != (3, self.image_size, self.image_size):
+            raise ValueError(f"reference_frame must have shape (3, {self.image_size}, {self.image_size}), got {tuple(reference_frame.shape)}")
+        if reference_motion.num_frames != 1:
+            raise ValueError(f"reference_motion must hold one frame, got {reference_motion.num_frames}")
+        frames = motion.num_frames
+        if self.audio_dim:
+            audio = silent_audio(frames) if audio is None else torch.as_tensor(audio, dtype=torch.float32)
+            if audio.shape != (frames, self.audio_dim):
+                raise ValueError(f"audio must have shape ({frames}, {self.audio_dim}), one row per driving frame, got {tuple(audio.shape)}")
+            if not bool(torch.isfinite(audio).all()):
+                raise ValueError("the audio features contain NaN or infinite values")
+        was_training = self.training
+        self.eval()
+        device = self.audio_mean.device
+        rendered = render_conditioning(self.renderer, motion, kinds=("nmfc",))
+        driving = rendered["nmfc"] * 2.0 - 1.0
+        reference_nmfc = render_conditioning(self.renderer, reference_motion, kinds=("nmfc",))["nmfc"] * 2.0 - 1.0
+        reference = reference_frame[None] * 2.0 - 1.0
+        outputs, warped = [], []
+        for start in range(0, frames, batch_size):
+            rows = range(start, min(start + batch_size, frames))
+            stack = torch.stack([driving_stack(driving, t, self.window) for t in rows]).to(device)
+            count = len(rows)
+            result = self(
+                reference.expand(count, -1, -1, -1).to(device), reference_nmfc.expand(count, -1, -1, -1).to(device), stack,
+                audio[list(rows)].to(device) if self.audio_dim else None,
+            )
+            outputs.append(result["output"].cpu())
+            warped.append(result["warped_reference"].cpu())
+        self.train(was_training)
+        to_unit = lambda values: ((torch.cat(values) + 1.0) / 2.0).clamp(0.0, 1.0)  # noqa: E731
+        return {"frames": to_unit(outputs), "warped": to_unit(warped), "nmfc": rendered["nmfc"], "mask": rendered["mask"]}
+
+    def animate_clip(self, source, references: list[int], driver=None, rows: slice | None = None, **unused: Any) -> dict[str, Any]:
+        """Evaluation interface: animate frame ``references[0]`` of a `ClipTensors` by its own motion (self-reenactment) or by `driver`'s frames `rows`.
+
+        Returns `animate`'s dict with the ``motion`` that was rendered.
+        """
+        from zoo.reenactment.transfer import adapt_geometry
+
+        reference = references[0]
+        reference_motion = source.motion.index(reference)
+        rows = rows if rows is not None else slice(None)
+        if driver is None:
+            motion, audio = source.motion.index(rows), source.audio[rows]
+        else:
+            motion = adapt_geometry(reference_motion, driver.motion.index(rows))
+            audio = driver.audio[rows]
+        result = self.animate(source.frames[reference], reference_motion, motion, audio if self.audio_dim else None)
+        result["motion"] = motion
+        return result
+
+    def reenact(self, source: Any, driving: Any, *, source_motion=None, fitter: Any = None, audio: Any = None,
+                adapt_camera: bool = True, max_frames: int | None = None) -> dict[str, Any]:
+        """Animate a source image with a driving input.
+
+        Args:
+            source: the reference image (a path, PIL image, array or (3, H, W) tensor in [0, 1]), a
+                head crop of the model's size.
+            driving: driving motion or video frames (`zoo.models.head2head.motion_from_inputs`).
+            source_motion: `MotionParameters` of the source (one frame). None fits the source with
+                DAD-3DNet (`fitter`, the bundled one when None).
+            audio: the driving audio: a .wav path, a 16 kHz waveform, (T, 84) features, or None
+                for silence (`zoo.reenactment.one_shot.driving_audio`).
+            adapt_camera: move the driving head relative to the source's framing (cross-identity);
+                False keeps the driving scale and translation (self-reenactment).
+            max_frames: generate at most this many frames.
+
+        Returns:
+            `animate`'s dict plus ``motion`` (the rendered motion) and ``audio`` ("given" or "silent").
+        """
+        from zoo.models.head2head import fit_motion, motion_from_inputs
+        from zoo.reenactment.one_shot import driving_audio, load_frames
+        from zoo.reenactment.transfer import adapt_geometry
+
+        reference = load_frames(source, self.image_size, "source image")
+        if reference.shape[0] != 1:
+            raise ValueError(f"HeadGAN animates one source image, got {reference.shape[0]}")
+        if source_motion is None:
+            source_motion = fit_motion([reference[0]], fitter=fitter)
+        driving_motion = motion_from_inputs(driving, fitter=fitter, frames=max_frames)
+        motion = adapt_geometry(source_motion.index(0), driving_motion, adapt_camera=adapt_camera)
+        features = driving_audio(audio, motion.num_frames, self.fps) if self.audio_dim else None
+        result = self.animate(reference[0], source_motion.index(0), motion, features)
+        result["motion"] = motion
+        result["audio"] = "silent" if audio is None else "given"
+        return result
+
+    def predict(self, source: Any, driving: Any = None, *, audio: Any = None, output: str | Path | None = None,
+                max_frames: int | None = 250, fitter: Any = None) -> dict[str, Any]:
+        """Animate a source image with a driving video or motion; return JSON-able results.
+
+        Args:
+            source: the source image (a 64 x 64 head crop for the bundled checkpoint).
+            driving: driving frames or motion (`zoo.models.head2head.motion_from_inputs`).
+            audio: driving audio (.wav path, waveform or features); None animates with silence.
+            output: write the video as an animated GIF (or a PNG strip for a .png name) and
+                return its path instead of the frames.
+            max_frames: generate at most this many frames (None for all).
+        """
+        from zoo.reenactment.one_shot import video_report
+
+        if driving is None:
+            raise ValueError("HeadGAN needs a driving video or motion besides the source image")
+        result = self.reenact(source, driving, fitter=fitter, audio=audio, max_frames=max_frames)
+        return video_report(result["frames"], output, fps=self.fps, extra={
+            "audio": result["audio"], "image_size": self.image_size, "pose": result["motion"].pose.tolist(),
+        })
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate_split(self, dataset, split: str, batch_size: int = 0) -> dict[str, Any]:
+        """Score one-shot self- and cross-identity reenactment of `split`'s people (`zoo.reenactment.evaluation.one_shot_scores`)."""
+        from zoo.reenactment.evaluation import one_shot_scores
+
+        return one_shot_scores(self, dataset, split, conditions=("nmfc",))
+
+    def card_figures(self, assets: Path, dataset, split: str) -> dict[str, str]:
+        """Draw the card's sample grid; return name to path relative to the card."""
+        from zoo.figures import one_shot_grid
+
+        one_shot_grid(assets / "samples.png", self, dataset, split=split)
+        return {"samples": "assets/samples.png"}
 
 
 class AudioMouthDiscriminator(nn.Module):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ __all__ = [
     "CONDITION_CHANNELS",
     "CONDITION_KINDS",
     "MotionParameters",
+    "builtin_renderer",
     "conditioning_channels",
     "render_conditioning",
     "shape_image",
@@ -257,6 +259,14 @@ def shape_image(
         normal = normal / normal.norm(dim=-1, keepdim=True).clamp(min=1e-12)
         image[pixels] = ((normal + 1.0) / 2.0).clamp(0.0, 1.0)
     return image.view(batch, height, width, 3).permute(0, 3, 1, 2).contiguous()
+
+
+@lru_cache(maxsize=4)
+def builtin_renderer(image_size: int) -> HeadRenderer:
+    """The `HeadRenderer` of the built-in SynthHeads head at `image_size` pixels, built once per size."""
+    from zoo.data.synthheads.dataset import builtin_model
+
+    return HeadRenderer(builtin_model(), image_size=image_size)
 
 
 def render_conditioning(

@@ -41,7 +41,10 @@ class ClipTensors:
 
     ``frames`` (T, 3, H, W) and each conditioning image (T, C, H, W) are in [0, 1]. ``mask`` is
     the rendered face mask (T, 1, H, W). ``flow`` (T - 1, 2, H, W) is the forward flow in pixels,
-    and ``flow_valid`` (T - 1, H, W) marks where it is valid.
+    and ``flow_valid`` (T - 1, H, W) marks where it is valid. ``audio`` (T, 84) holds the clip's
+    per-frame audio features and ``labels`` the pose and 3D landmark labels that the keypoint
+    estimator of Free-HeadGAN learns from (``landmarks_3d`` (T, 68, 3), ``rotation`` (T, 3, 3),
+    ``scale`` (T,), ``translation`` (T, 2)).
     """
 
     identity: int
@@ -53,6 +56,8 @@ class ClipTensors:
     flow: torch.Tensor
     flow_valid: torch.Tensor
     motion: MotionParameters
+    audio: torch.Tensor | None = None
+    labels: dict[str, torch.Tensor] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -61,6 +66,10 @@ class ClipTensors:
     def stacked(self, kinds: Sequence[str]) -> torch.Tensor:
         """Return the (T, C, H, W) generator conditioning in [-1, 1]."""
         return stack_conditioning(self.conditioning, kinds)
+
+
+def _column(row, name: str) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(row[name], dtype=np.float32))
 
 
 def load_clips(split, renderer, kinds: Sequence[str], identities: Iterable[int] | None = None) -> list[ClipTensors]:
@@ -97,6 +106,13 @@ def load_clips(split, renderer, kinds: Sequence[str], identities: Iterable[int] 
                 flow=torch.as_tensor(np.asarray(row["flow"], dtype=np.float32)),
                 flow_valid=torch.as_tensor(np.asarray(row["flow_valid"], dtype=np.float32)),
                 motion=motion,
+                audio=_column(row, "audio_features"),
+                labels={
+                    "landmarks_3d": _column(row, "landmarks_3d"),
+                    "rotation": _column(row, "rotation").reshape(-1, 3, 3),
+                    "scale": _column(row, "scale"),
+                    "translation": _column(row, "translation"),
+                },
             )
         )
     return clips

@@ -32,6 +32,12 @@ from zoo.reenactment.data import ClipTensors, held_out_start
 
 __all__ = [
     "NearestTrainingFrame",
+    "mouth_l1",
+    "one_shot_cross_reenactment",
+    "one_shot_scores",
+    "one_shot_self_reenactment",
+    "one_shot_speed",
+    "reference_frames",
     "cross_reenactment",
     "fitted_motion_errors",
     "image_metrics",
@@ -194,4 +200,137 @@ def reenactment_speed(model, motion, *, repeats: int = 3) -> dict[str, float]:
         "fps_end_to_end": frames / best_total,
         "fps_generator": frames / best_generator,
         "threads": torch.get_num_threads(),
+    }
+
+
+# ---------------------------------------------------------------------- one-shot models
+
+
+def mouth_l1(generated: torch.Tensor, real: torch.Tensor, landmarks_2d: torch.Tensor) -> torch.Tensor:
+    """Per-frame L1 over the mouth crop (`roi_size` of the frame size, centred on the real mouth); frames (N, 3, H, W) in [0, 1]."""
+    from zoo.nn.discriminators import crop_roi, mouth_centres, roi_size
+
+    size = roi_size(real.shape[-1])
+    centres = mouth_centres(landmarks_2d)
+    return (crop_roi(generated, centres, size) - crop_roi(real, centres, size)).abs().mean(dim=(1, 2, 3))
+
+
+def _kept(num_frames: int, excluded: Sequence[int]) -> list[int]:
+    return [t for t in range(num_frames) if t not in set(excluded)]
+
+
+def reference_frames(num_frames: int, count: int) -> list[int]:
+    """Reference frames of a clip for one-shot evaluation: the middle frame for one (HeadGAN's test-time choice), else evenly spread."""
+    if count == 1:
+        return [num_frames // 2]
+    return [round((index + 0.5) * num_frames / count) for index in range(count)]
+
+
+@torch.no_grad()
+def one_shot_self_reenactment(model, clips: Sequence[ClipTensors], *, references: int = 1, excluded: int | None = None) -> dict[str, Any]:
+    """Regenerate each clip from `references` of its own frames and its own motion; score output and warp-only output.
+
+    Frames used as references in any of the compared settings (``excluded`` references, default
+    `references`) are left out of the scores, so settings with 1 and 3 references score the
+    same frames. Returns the mean over clips of masked L1, PSNR, SSIM and mouth L1 of the
+    output, the same image metrics of the warped reference (``warp_only_*``), and per-clip values.
+    """
+    per_clip = []
+    for clip in clips:
+        chosen = reference_frames(clip.num_frames, references)
+        kept = _kept(clip.num_frames, reference_frames(clip.num_frames, excluded or references) + chosen)
+        result = model.animate_clip(clip, chosen)
+        real, mask = clip.frames[kept], clip.mask[kept]
+        scores = {name: float(v.mean()) for name, v in image_metrics(result["frames"][kept], real, mask).items()}
+        scores.update({f"warp_only_{name}": float(v.mean()) for name, v in image_metrics(result["warped"][kept], real, mask).items()})
+        scores["mouth_l1"] = float(mouth_l1(result["frames"][kept], real, clip.landmarks_2d[kept]).mean())
+        scores["warp_only_mouth_l1"] = float(mouth_l1(result["warped"][kept], real, clip.landmarks_2d[kept]).mean())
+        per_clip.append({"identity": clip.identity, **scores})
+    if not per_clip:
+        raise ValueError("no clip to evaluate")
+    summary = _summarise([{k: v for k, v in entry.items() if k != "identity"} for entry in per_clip])
+    return {**summary, "references": references, "num_clips": len(per_clip), "per_clip": per_clip}
+
+
+@torch.no_grad()
+def one_shot_cross_reenactment(model, clips: Sequence[ClipTensors], identity_model, fitter, *, frames: int = 24,
+                               references: int = 1) -> dict[str, Any]:
+    """Drive each person's reference frame(s) by the next person's clip; score identity, pose and expression.
+
+    Identity similarity is the cosine similarity of `identity_model` embeddings of the generated
+    frames and of the first reference, on the face region of the driving frames. Beside it:
+    the same similarity for the reference person's own real frames (``same_person``, what a
+    perfect output could reach) and for the driving person's real frames (``driving_person``,
+    what copying the driver would give). Pose and expression errors compare the fitter's
+    estimates on the generated frames with the driving motion.
+    """
+    rows = slice(0, frames)
+    entries, floors = [], []
+    for index, clip in enumerate(clips):
+        driver = clips[(index + 1) % len(clips)]
+        chosen = reference_frames(clip.num_frames, references)
+        result = model.animate_clip(clip, chosen, driver=driver, rows=rows)
+        anchor, anchor_mask = clip.frames[chosen[0]], clip.mask[chosen[0]]
+        mask = driver.mask[rows]
+        errors = fitted_motion_errors(fitter, result["frames"], driver.motion.index(rows))
+        entries.append({
+            "identity_similarity": identity_model.similarity(result["frames"], mask, anchor, anchor_mask),
+            "identity_similarity_same_person": identity_model.similarity(clip.frames[rows], clip.mask[rows], anchor, anchor_mask),
+            "identity_similarity_driving_person": identity_model.similarity(driver.frames[rows], mask, anchor, anchor_mask),
+            **errors,
+        })
+        floors.append(fitted_motion_errors(fitter, driver.frames[rows], driver.motion.index(rows)))
+    return {**_summarise(entries), "fitter_on_real_frames": _summarise(floors), "num_pairs": len(entries),
+            "frames_per_pair": frames, "fitter": "dad3dnet-synthheads"}
+
+
+def one_shot_speed(model, clip: ClipTensors, *, references: int = 1, repeats: int = 3) -> dict[str, float]:
+    """Frames per second of `model.animate_clip` on a clip driven by its own motion (conditioning and generation), best of `repeats`."""
+    chosen = reference_frames(clip.num_frames, references)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.animate_clip(clip, chosen)
+        best = min(best, time.perf_counter() - start)
+    return {"frames": clip.num_frames, "fps_end_to_end": clip.num_frames / best, "threads": torch.get_num_threads()}
+
+
+def one_shot_scores(model, dataset, split: str, *, conditions: Sequence[str], references: Sequence[int] = (1,),
+                    cross_frames: int = 24) -> dict[str, Any]:
+    """The one-shot reenactment evaluation of `split`'s people (people never seen in training).
+
+    Self-reenactment with each reference count in `references` (the first is the primary
+    one), cross-identity reenactment with an identity model trained on the dataset's
+    training people (`zoo.reenactment.identity`) and the DAD-3DNet fitter, and speed.
+    """
+    import zoo
+    from zoo.reenactment.data import load_clips
+    from zoo.reenactment.identity import train_identity_model
+
+    renderer = model.renderer
+    clips = load_clips(dataset[split], renderer, tuple(conditions))
+    most = max(references)
+    settings = {str(count): one_shot_self_reenactment(model, clips, references=count, excluded=most) for count in references}
+    primary = settings[str(references[0])]
+    training_clips = load_clips(dataset["train"], renderer, tuple(conditions))
+    identity_model, identity_accuracy = train_identity_model(training_clips)
+    cross = one_shot_cross_reenactment(model, clips, identity_model, zoo.load("dad3dnet-synthheads"), frames=cross_frames,
+                                       references=references[0])
+    speed = one_shot_speed(model, clips[0], references=references[0])
+    return {
+        "psnr": primary["psnr"],
+        "ssim": primary["ssim"],
+        "masked_l1": primary["masked_l1"],
+        "warp_only_psnr": primary["warp_only_psnr"],
+        "warp_only_masked_l1": primary["warp_only_masked_l1"],
+        "mouth_l1": primary["mouth_l1"],
+        "identity_similarity": cross["identity_similarity"],
+        "pose_transfer_error_degrees": cross["pose_error_degrees"],
+        "expression_transfer_error": cross["expression_error"],
+        "fps_end_to_end": speed["fps_end_to_end"],
+        "self_reenactment": {count: {k: v for k, v in entry.items() if k != "per_clip"} for count, entry in settings.items()},
+        "cross_reenactment": cross,
+        "identity_model": {"training_people": len({clip.identity for clip in training_clips}),
+                           "training_accuracy": identity_accuracy},
+        "speed": speed,
     }

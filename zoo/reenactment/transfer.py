@@ -16,7 +16,7 @@ import torch
 
 from zoo.reenactment.conditioning import MotionParameters
 
-__all__ = ["CameraStatistics", "camera_statistics", "moving_average", "transfer_motion"]
+__all__ = ["CameraStatistics", "adapt_geometry", "camera_statistics", "moving_average", "transfer_motion"]
 
 # Standard deviations below this are treated as zero, as for a fixed camera. Every frame is then
 # at z = 0 rather than divided by a near-zero spread.
@@ -204,4 +204,37 @@ def transfer_motion(
         pose=source.pose.clone(),
         scale=moving_average(scale, smoothing).float(),
         translation=moving_average(translation, smoothing).float(),
+    )
+
+
+def adapt_geometry(reference: MotionParameters, driving: MotionParameters, *, adapt_camera: bool = True) -> MotionParameters:
+    """Give driving motion the reference's identity and, optionally, the reference's framing (HeadGAN's geometry adaptation).
+
+    The driving expression, jaw, gaze and head rotation are kept. With `adapt_camera` the
+    driving camera scale and translation are taken relative to the first driving frame and
+    applied to the reference's, so the first generated frame sits where the reference head
+    sits and later frames move as the driving head moves. Without it the driving scale and
+    translation are kept, as self-reenactment wants.
+
+    Args:
+        reference: the reference image's motion, one frame.
+        driving: T frames of driving motion.
+    """
+    if reference.num_frames != 1:
+        raise ValueError(f"reference must hold one frame, got {reference.num_frames}")
+    frames = driving.num_frames
+    if frames < 1:
+        raise ValueError("the driving motion has no frames")
+    scale, translation = driving.scale, driving.translation
+    if adapt_camera:
+        scale = reference.scale[0] * driving.scale / driving.scale[0]
+        translation = reference.translation[0] + (driving.translation - driving.translation[0])
+    return MotionParameters(
+        identity=reference.identity[:1].expand(frames, -1).clone(),
+        expression=driving.expression,
+        jaw=driving.jaw,
+        gaze=driving.gaze,
+        pose=driving.pose,
+        scale=scale,
+        translation=translation,
     )

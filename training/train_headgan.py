@@ -1,0 +1,284 @@
+"""Train HeadGAN or Free-HeadGAN on SynthHeads clips, with Accelerate.
+
+    python training/train_headgan.py --config training/configs/headgan-synthheads.yaml
+    python training/train_headgan.py --config training/configs/headgan-synthheads.yaml --set model.audio_dim=0
+    python training/train_headgan.py --config training/configs/free-headgan-synthheads.yaml
+
+The config's ``method`` picks the model. Both train on every clip of the training people: each
+step draws driving frames and, from the same clip, reference frames (one for HeadGAN, one to
+``training.references`` for Free-HeadGAN, the same count across a batch), and updates the
+generator against the image and mouth discriminators (`zoo.reenactment.one_shot.OneShotTrainer`).
+HeadGAN's conditioning is the NMFC render and the audio features of the driving frame;
+Free-HeadGAN's is the gaze-coded keypoint sketch drawn from the landmark and gaze labels.
+
+Free-HeadGAN's keypoint and gaze estimators are trained first, apart from the generator, on
+pairs of frames of one clip (``training.estimators``); the paper trains its components
+separately too. The generator never reads their outputs during training. At inference they
+supply the keypoints and gaze that the sketches are drawn from.
+
+A run with ``model.audio_dim: 0`` (HeadGAN without audio, the audio ablation) goes to
+``runs/<model_id>-no-audio``. Learning rates stay constant, then decay linearly to 0 over the
+last ``decay_epochs``; every epoch saves the Accelerate state for `--resume`; the last epoch's
+model is saved with `save_pretrained`, with ``training_summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from zoo.evaluation import build_dataset
+from zoo.models.free_headgan import FreeHeadGAN, gaze_loss, keypoint_losses
+from zoo.models.headgan import HeadGAN
+from zoo.reenactment.conditioning import builtin_renderer
+from zoo.reenactment.data import load_clips
+from zoo.reenactment.one_shot import OneShotTrainer, sample_references
+from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, resolve_run, start_accelerator
+
+logger = logging.getLogger("train_headgan")
+
+METHODS = {"headgan": HeadGAN, "free-headgan": FreeHeadGAN}
+TRAINING_KEYS = (
+    "epochs", "steps_per_epoch", "batch_size", "references", "lr", "betas", "decay_epochs", "discriminator",
+    "discriminator_every", "mouth", "perceptual", "weights", "estimators",
+)
+ESTIMATOR_KEYS = ("steps", "batch_size", "lr", "weights", "landmark_jitter")
+
+
+def run_name(config: dict[str, Any]) -> str:
+    """Return the run folder name: the model id, with ``-no-audio`` for HeadGAN without its audio branch."""
+    if config["method"] == "headgan" and int(config["model"].get("audio_dim", 84)) == 0:
+        return f"{config['model_id']}-no-audio"
+    return config["model_id"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML training config")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="replace one config value, e.g. model.audio_dim=0; VALUE is parsed as YAML (repeatable)",
+    )
+    parser.add_argument("--steps-per-epoch", type=int, help="replace the config's steps per epoch (for quick runs)")
+    add_run_arguments(parser, output_default="runs/<model_id>[-no-audio]/seed-<seed>")
+    return parse_run_arguments(parser, argv)
+
+
+def check_sections(config: dict[str, Any]) -> type:
+    """Return the model class of the config's method, after rejecting unknown settings."""
+    method = config.get("method")
+    if method not in METHODS:
+        raise SystemExit(f"error: method must be one of {sorted(METHODS)}, got {method!r}")
+    model_keys = sorted(set(inspect.signature(METHODS[method]).parameters) - {"data", "training"})
+    for section, known in (("model", model_keys), ("training", TRAINING_KEYS)):
+        unknown = sorted(set(config[section]) - set(known))
+        if unknown:
+            raise SystemExit(f"error: unknown {section} settings {unknown}; the {section} section accepts {list(known)}")
+    references = config["training"].get("references", 1)
+    if method == "headgan" and references != 1:
+        raise SystemExit(f"error: HeadGAN reads one reference image, so training.references must be 1, got {references}")
+    estimators = config["training"].get("estimators")
+    if method == "free-headgan":
+        if not isinstance(estimators, dict):
+            raise SystemExit("error: Free-HeadGAN needs training.estimators (steps, batch_size, lr) for its keypoint and gaze estimators")
+        unknown = sorted(set(estimators) - set(ESTIMATOR_KEYS))
+        if unknown:
+            raise SystemExit(f"error: unknown training.estimators settings {unknown}; it accepts {list(ESTIMATOR_KEYS)}")
+    elif estimators is not None:
+        raise SystemExit("error: training.estimators applies to Free-HeadGAN only; remove it for HeadGAN")
+    if config["data"].get("kind") != "clips" or not config["data"].get("flow", True):
+        raise SystemExit("error: reenactment trains on SynthHeads clips with flow: set data.kind: clips and data.flow: true")
+    return METHODS[method]
+
+
+def learning_rate_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
+    """Constant, then linear decay to 0 over the last `decay_epochs` epochs (the released schedule)."""
+    constant = epochs - decay_epochs
+    if epoch < constant:
+        return 1.0
+    return max(0.0, 1.0 - (epoch - constant + 1) / (decay_epochs + 1))
+
+
+def estimator_batch(clips, size: int, generator: torch.Generator, jitter: float) -> dict[str, Any]:
+    """Draw `size` same-clip (source, target) frame pairs with their labels for the estimators."""
+    picks = torch.randint(len(clips), (size,), generator=generator).tolist()
+    images = {"source": [], "target": []}
+    labels = {"source": [], "target": []}
+    landmarks, gaze = [], []
+    for pick in picks:
+        clip = clips[pick]
+        source, target = torch.randperm(clip.num_frames, generator=generator)[:2].tolist()
+        for role, frame in (("source", source), ("target", target)):
+            images[role].append(clip.frames[frame] * 2.0 - 1.0)
+            labels[role].append({name: value[frame] for name, value in clip.labels.items()})
+        landmarks.append(clip.landmarks_2d[target])
+        gaze.append(clip.motion.gaze[target])
+    stack = {role: torch.stack(values) for role, values in images.items()}
+    label_stack = {role: {name: torch.stack([item[name] for item in items]) for name in items[0]} for role, items in labels.items()}
+    points = torch.stack(landmarks)
+    # Landmark noise stands in for the keypoint estimator's error, which places the eye crops at inference.
+    points = points + jitter * torch.randn(points.shape, generator=generator)
+    return {"images": stack, "labels": label_stack, "landmarks_2d": points, "gaze": torch.stack(gaze)}
+
+
+def train_estimators(model: FreeHeadGAN, clips, settings: dict[str, Any], seed: int, device) -> dict[str, float]:
+    """Train the keypoint and gaze estimators on same-clip frame pairs; return their last-100-step mean losses."""
+    steps = int(settings.get("steps", 2000))
+    size = int(settings.get("batch_size", 32))
+    jitter = float(settings.get("landmark_jitter", 0.5))
+    parameters = list(model.estimator_parameters())
+    optimizer = torch.optim.Adam(parameters, lr=float(settings.get("lr", 1e-3)))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    draws = torch.Generator().manual_seed(seed * 7919 + 1)
+    model.keypoint_estimator.train()
+    model.gaze_estimator.train()
+    recent: list[dict[str, float]] = []
+    for _ in tqdm(range(steps), desc="keypoint and gaze estimators"):
+        batch = estimator_batch(clips, size, draws, jitter)
+        source = model.keypoint_estimator(batch["images"]["source"].to(device))
+        target = model.keypoint_estimator(batch["images"]["target"].to(device))
+        labels = {role: {k: v.to(device) for k, v in values.items()} for role, values in batch["labels"].items()}
+        keypoint_loss, terms = keypoint_losses(source, target, labels["source"], labels["target"], settings.get("weights"))
+        predicted = model.gaze_estimator(batch["images"]["target"].to(device), batch["landmarks_2d"].to(device))
+        angular = gaze_loss(predicted, batch["gaze"].to(device))
+        optimizer.zero_grad()
+        (keypoint_loss + 0.01 * angular).backward()
+        optimizer.step()
+        schedule.step()
+        recent = (recent + [{**terms, "gaze_degrees": float(angular.detach())}])[-100:]
+    model.keypoint_estimator.eval()
+    model.gaze_estimator.eval()
+    return {name: sum(entry[name] for entry in recent) / len(recent) for name in recent[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = apply_overrides(load_config(args.config), args.overrides)
+    model_class = check_sections(config)
+    seed, epochs = resolve_run(config, args)
+    settings = config["training"]
+    if args.steps_per_epoch is not None:
+        settings["steps_per_epoch"] = args.steps_per_epoch
+    output_dir = Path(args.output_dir or f"runs/{run_name(config)}/seed-{seed}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    accelerator = start_accelerator(output_dir, cpu=args.cpu)
+    set_seed(seed)
+    model_settings = dict(config["model"])
+    image_size = int(model_settings.setdefault("image_size", config["data"].get("image_size", 64)))
+    if image_size != int(config["data"].get("image_size", image_size)):
+        raise SystemExit(f"error: model.image_size {image_size} differs from data.image_size {config['data']['image_size']}")
+    model = model_class(**model_settings, data=config["data"], training={"seed": seed, "config": config})
+    trainer = OneShotTrainer(
+        model,
+        discriminator=settings.get("discriminator"),
+        mouth=bool(settings.get("mouth", True)),
+        perceptual=settings.get("perceptual"),
+        weights=settings.get("weights"),
+        discriminator_every=int(settings.get("discriminator_every", 4)),
+    )
+
+    renderer = builtin_renderer(image_size)
+    dataset = build_dataset(config["data"])
+    clips = load_clips(dataset["train"], renderer, ("nmfc",))
+    conditions = [model.clip_conditions(clip) for clip in clips]
+    if config["method"] == "headgan" and model.audio_dim:
+        model.set_audio_statistics(torch.cat([clip.audio for clip in clips]))
+    logger.info("%d clips of %d people, %d frames", len(clips), len({c.identity for c in clips}), sum(c.num_frames for c in clips))
+
+    estimator_summary = None
+    progress = Progress()
+    state_dir = output_dir / "state"
+    if config["method"] == "free-headgan" and not (args.resume and state_dir.is_dir()):
+        estimator_summary = train_estimators(model, clips, settings["estimators"], seed, accelerator.device)
+        accelerator.print(json.dumps({"estimators": estimator_summary}))
+        (output_dir / "estimators.json").write_text(json.dumps(estimator_summary, indent=2) + "\n")
+
+    lr = float(settings.get("lr", 2e-4))
+    betas = tuple(float(b) for b in settings.get("betas", (0.5, 0.999)))
+    generator_parameters = list(model.generator_parameters()) if hasattr(model, "generator_parameters") else list(model.parameters())
+    generator_optimizer = torch.optim.Adam(generator_parameters, lr=lr, betas=betas)
+    discriminator_optimizer = torch.optim.Adam(list(trainer.discriminator_parameters()), lr=lr, betas=betas)
+    model, trainer, generator_optimizer, discriminator_optimizer = accelerator.prepare(
+        model, trainer, generator_optimizer, discriminator_optimizer
+    )
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped_trainer = accelerator.unwrap_model(trainer)
+    accelerator.register_for_checkpointing(progress)
+    history_path = output_dir / "validation_history.jsonl"
+    if accelerator.is_main_process and not args.resume:
+        history_path.unlink(missing_ok=True)
+    if args.resume and state_dir.is_dir():
+        accelerator.load_state(str(state_dir))
+        accelerator.print(f"resumed after epoch {progress.epoch}")
+    if isinstance(unwrapped, FreeHeadGAN):
+        # The estimators are fixed while the generator trains.
+        unwrapped.keypoint_estimator.requires_grad_(False)
+        unwrapped.gaze_estimator.requires_grad_(False)
+
+    decay_epochs = int(settings.get("decay_epochs", 0))
+    steps = int(settings.get("steps_per_epoch", 100))
+    batch_size = int(settings.get("batch_size", 4))
+    max_references = int(settings.get("references", 1))
+    draws = torch.Generator().manual_seed(seed * 1_000_003 + accelerator.process_index)
+    bar = tqdm(range(progress.epoch, epochs), desc=run_name(config), disable=not accelerator.is_local_main_process,
+               initial=progress.epoch, total=epochs)
+    last_losses: dict[str, float] = {}
+    for epoch in bar:
+        factor = learning_rate_factor(epoch, epochs, decay_epochs)
+        for optimizer in (generator_optimizer, discriminator_optimizer):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * factor
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for _ in range(steps):
+            references = int(torch.randint(1, max_references + 1, (1,), generator=draws))
+            batch = sample_references(clips, conditions, batch_size=batch_size, references=references,
+                                      window=unwrapped.window, generator=draws, audio=bool(unwrapped.audio_dim))
+            # NOTE: the step calls the unwrapped model, so several processes would not average
+            # their generator gradients; these configs train in one process.
+            terms = unwrapped_trainer.step(unwrapped, batch.to(accelerator.device), generator_optimizer,
+                                           discriminator_optimizer, accelerator)
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value
+                counts[name] = counts.get(name, 0) + 1
+        last_losses = {name: total / counts[name] for name, total in sums.items()}
+        bar.set_postfix(g=f"{last_losses['g_total']:.2f}", l1=f"{last_losses['g_l1']:.3f}")
+        # The last epoch is the one saved, so the score only grows.
+        record = {"epoch": epoch + 1, "lr": lr * factor, "losses": last_losses}
+        progress.finish_epoch(accelerator, model, epoch=epoch, score=float(epoch), record=record, output_dir=output_dir)
+
+    accelerator.wait_for_everyone()
+    unwrapped.eval()
+    summary: dict[str, Any] = {
+        "model_id": config["model_id"],
+        "run_name": run_name(config),
+        "seed": seed,
+        "epochs": epochs,
+        "steps_per_epoch": steps,
+        "training_clips": len(clips),
+        "training_frames": sum(c.num_frames for c in clips),
+        "final_epoch_losses": last_losses,
+    }
+    if estimator_summary is not None:
+        summary["estimator_final_losses"] = estimator_summary
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(output_dir)
+        (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        accelerator.print(json.dumps({"output_dir": str(output_dir), **last_losses}, indent=2))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
