@@ -56,6 +56,18 @@ TINY_ARGUMENTS = {
         }
         for name, kinds in (("Head2Head", ["nmfc", "eyes"]), ("Head2HeadFS", ["nmfc", "eyes", "shape"]))
     },
+    **{
+        name: {
+            "image_size": 32, "base_channels": 4, "levels": 2, "max_channels": 8, "spade_hidden": 4, **extra,
+            "data": {"name": "synthheads", "kind": "clips", "seed": 0, "cache": False, "num_identities": 3,
+                     "clips_per_identity": 1, "num_frames": 8, "image_size": 32, "conditioning": False, "flow": True,
+                     "splits": {"train": 0.34, "validation": 0.33, "test": 0.33}},
+        }
+        for name, extra in (
+            ("HeadGAN", {}),
+            ("FreeHeadGAN", {"keypoint_widths": [4, 8], "keypoint_hidden": 8, "gaze_widths": [4], "gaze_hidden": 4, "eye_size": 8}),
+        )
+    },
 }
 
 

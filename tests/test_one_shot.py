@@ -489,13 +489,15 @@ def test_gaze_editing_and_keypoint_errors(clips):
     assert model.keypoint_errors(clips[:1])["keypoint_error_pixels"] >= 0
 
 
-def test_card_figures(tmp_path, clips_dataset):
+def test_card_figures(tmp_path, clips_dataset, tiny_fitter):
     model = tiny_free()
     model.gaze_edits = ((0.2, 0.0),)
-    assert model.card_figures(tmp_path, clips_dataset, "test") == {"samples": "assets/samples.png", "gaze": "assets/gaze.png"}
+    assert set(model.card_figures(tmp_path, clips_dataset, "test")) == {"samples", "gaze", "astronaut"}
     (tmp_path / "headgan").mkdir()
-    assert tiny_headgan().card_figures(tmp_path / "headgan", clips_dataset, "test") == {"samples": "assets/samples.png"}
-    for path in (tmp_path / "samples.png", tmp_path / "gaze.png", tmp_path / "headgan" / "samples.png"):
+    figures = tiny_headgan().card_figures(tmp_path / "headgan", clips_dataset, "test", fitter=tiny_fitter)
+    assert figures == {"samples": "assets/samples.png", "astronaut": "assets/astronaut.png"}
+    for path in (tmp_path / "samples.png", tmp_path / "gaze.png", tmp_path / "astronaut.png", tmp_path / "headgan" / "samples.png",
+                 tmp_path / "headgan" / "astronaut.png"):
         with Image.open(path) as image:
             assert image.width > 0
 

@@ -40,7 +40,7 @@ def test_card_source_exists(entry):
 ID_PREFIXES = {
     "RealPatch": "realpatch", "ERM": "erm", "Okapi": "okapi", "Support Matching": "supmatch", "DAD-3DNet": "dad3dnet",
     "FaceBehaviorNet": "facebehaviornet", "MTL-DM": "mtl-dm", "Head2Head": "head2head",
-    "Head2HeadFS": "head2headfs",
+    "Head2HeadFS": "head2headfs", "HeadGAN": "headgan", "Free-HeadGAN": "free-headgan",
 }
 
 

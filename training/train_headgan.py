@@ -12,8 +12,8 @@ HeadGAN's conditioning is the NMFC render and the audio features of the driving 
 Free-HeadGAN's is the gaze-coded keypoint sketch drawn from the landmark and gaze labels.
 
 Free-HeadGAN's keypoint and gaze estimators are trained first, apart from the generator, on
-pairs of frames of one clip (``training.estimators``); the paper trains its components
-separately too. The generator never reads their outputs during training. At inference they
+pairs of frames of one clip (``training.estimators``), as Free-HeadGAN trains its
+components separately. The generator never reads their outputs during training. At inference they
 supply the keypoints and gaze that the sketches are drawn from.
 
 A run with ``model.audio_dim: 0`` (HeadGAN without audio, the audio ablation) goes to

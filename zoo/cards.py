@@ -44,6 +44,11 @@ METRIC_NAMES = {
     "temporal_warp_error": "Temporal warp error under the true flow",
     "pose_transfer_error_degrees": "Pose transfer error (degrees, DAD-3DNet fit)",
     "expression_transfer_error": "Expression transfer error (DAD-3DNet fit)",
+    "warp_only_psnr": "Self-reenactment PSNR on the face of the warped reference alone (dB)",
+    "mouth_l1": "Self-reenactment L1 on the mouth region",
+    "identity_similarity": "Cross-identity similarity to the reference (SynthHeads identity model)",
+    "three_shot_psnr": "Self-reenactment PSNR on the face with 3 references (dB)",
+    "gaze_edit_error_degrees": "Gaze-edit angular error (degrees, own gaze estimator)",
 }
 
 
@@ -241,6 +246,13 @@ def render_card(model_id: str, output_dir: str | Path | None = None, results_dir
     if results and "pose_bins" in results["metrics"]:
         assets.mkdir(exist_ok=True)
         plots.update(_alignment_plots(info, results, variants, assets))
+    elif results and "identity_similarity" in results["metrics"]:
+        import zoo
+        from zoo.evaluation import build_dataset
+
+        assets.mkdir(exist_ok=True)
+        model = zoo.load(info.id)
+        plots.update(model.card_figures(assets, build_dataset(model.config["data"]), results["dataset"]["split"]))
     elif results and "temporal_warp_error" in results["metrics"]:
         assets.mkdir(exist_ok=True)
         plots.update(_reenactment_plots(info, results, assets))

@@ -309,3 +309,29 @@ def gaze_edit_grid(path: Path, model, dataset, *, split: str = "test", people: i
         rows.append((f"person {clip.identity}", tiles))
     directions = ", ".join(f"({math.degrees(y):+.0f}, {math.degrees(p):+.0f})" for y, p in model.gaze_edits)
     _labelled_rows(path, rows, tile=tile, title=f"Reference, then gaze (yaw, pitch) in degrees: {directions}")
+
+
+def one_shot_photo_figure(path: Path, model, dataset, *, split: str = "test", columns: int = 8, tile: int = 96, fitter=None) -> None:
+    """Animate the astronaut photo's head crop (scikit-image) with a SynthHeads driving clip: source, driver, output, warp only."""
+    from zoo.data.photos import astronaut_head
+    from zoo.reenactment.data import load_clips, to_frames
+
+    source = to_frames([astronaut_head(model.image_size)])
+    driver = load_clips(dataset[split], model.renderer, ("nmfc",))[0]
+    picks = np.linspace(0, driver.num_frames - 1, columns).round().astype(int).tolist()
+    frames = driver.frames[picks]
+    if hasattr(model, "gaze_edits"):
+        result = model.animate(source, frames)
+    else:
+        from zoo.models.head2head import fit_motion
+
+        result = model.reenact(source[0], driver.motion.index(picks), fitter=fitter,
+                               source_motion=fit_motion([source[0]], fitter=fitter), audio=driver.audio[picks])
+    everything = list(range(columns))
+    rows = [
+        ("astronaut (source)", _frames_to_tiles(source, [0])),
+        (f"driving (person {driver.identity})", _frames_to_tiles(frames, everything)),
+        (type(model).__name__, _frames_to_tiles(result["frames"], everything)),
+        ("warp only", _frames_to_tiles(result["warped"], everything)),
+    ]
+    _labelled_rows(path, rows, tile=tile, title="A real photo as the source (out of distribution: trained on SynthHeads renders only)")

@@ -427,11 +427,11 @@ def fuse_sources(warped: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 class FreeHeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment", "one-shot", "few-shot", "gaze", "gan"]):
     """Free-HeadGAN: keypoint estimator, gaze estimator and a HeadGAN-style generator on keypoint sketches.
 
-    The generator is HeadGAN's flow and rendering networks (`zoo.models.headgan`) with the NMFC
-    replaced by a keypoint sketch whose eye regions carry the gaze colour code
-    (`zoo.reenactment.keypoints.keypoint_sketch`), no audio branch, and an attention head on
-    the flow network: with N references each one is warped separately and the warped images and
-    features are fused per pixel with a softmax over the references (`fuse_sources`).
+    The generator is HeadGAN's flow and rendering networks (`zoo.models.headgan`), with two
+    changes. A keypoint sketch replaces the NMFC; its eye regions carry the gaze colour code
+    (`zoo.reenactment.keypoints.keypoint_sketch`), and there is no audio branch. The flow network
+    has an attention head: with N references each one is warped separately, and the warped
+    images and features are fused per pixel with a softmax over the references (`fuse_sources`).
 
     Args:
         image_size: side of the square frames.
@@ -768,9 +768,10 @@ class FreeHeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactme
         return scores
 
     def card_figures(self, assets: Path, dataset, split: str) -> dict[str, str]:
-        """Draw the card's sample grid and gaze-editing grid; return name to path relative to the card."""
-        from zoo.figures import gaze_edit_grid, one_shot_grid
+        """Draw the card's sample grid, gaze-editing grid and the astronaut photo animated; return name to path relative to the card."""
+        from zoo.figures import gaze_edit_grid, one_shot_grid, one_shot_photo_figure
 
         one_shot_grid(assets / "samples.png", self, dataset, split=split, references=3)
         gaze_edit_grid(assets / "gaze.png", self, dataset, split=split)
-        return {"samples": "assets/samples.png", "gaze": "assets/gaze.png"}
+        one_shot_photo_figure(assets / "astronaut.png", self, dataset, split=split)
+        return {"samples": "assets/samples.png", "gaze": "assets/gaze.png", "astronaut": "assets/astronaut.png"}

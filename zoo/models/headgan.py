@@ -675,12 +675,16 @@ class HeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment",
 
         return one_shot_scores(self, dataset, split, conditions=("nmfc",))
 
-    def card_figures(self, assets: Path, dataset, split: str) -> dict[str, str]:
-        """Draw the card's sample grid; return name to path relative to the card."""
-        from zoo.figures import one_shot_grid
+    def card_figures(self, assets: Path, dataset, split: str, fitter: Any = None) -> dict[str, str]:
+        """Draw the card's sample grid and the astronaut photo animated; return name to path relative to the card.
+
+        `fitter` fits the photo (the bundled DAD-3DNet when None).
+        """
+        from zoo.figures import one_shot_grid, one_shot_photo_figure
 
         one_shot_grid(assets / "samples.png", self, dataset, split=split)
-        return {"samples": "assets/samples.png"}
+        one_shot_photo_figure(assets / "astronaut.png", self, dataset, split=split, fitter=fitter)
+        return {"samples": "assets/samples.png", "astronaut": "assets/astronaut.png"}
 
 
 class AudioMouthDiscriminator(nn.Module):

@@ -215,7 +215,7 @@ def mouth_l1(generated: torch.Tensor, real: torch.Tensor, landmarks_2d: torch.Te
     return (crop_roi(generated, centres, size) - crop_roi(real, centres, size)).abs().mean(dim=(1, 2, 3))
 
 
-def _kept(num_frames: int, excluded: Sequence[int]) -> list[int]:
+def _scored_frames(num_frames: int, excluded: Sequence[int]) -> list[int]:
     return [t for t in range(num_frames) if t not in set(excluded)]
 
 
@@ -238,18 +238,21 @@ def one_shot_self_reenactment(model, clips: Sequence[ClipTensors], *, references
     per_clip = []
     for clip in clips:
         chosen = reference_frames(clip.num_frames, references)
-        kept = _kept(clip.num_frames, reference_frames(clip.num_frames, excluded or references) + chosen)
+        scored = _scored_frames(clip.num_frames, reference_frames(clip.num_frames, excluded or references) + chosen)
         result = model.animate_clip(clip, chosen)
-        real, mask = clip.frames[kept], clip.mask[kept]
-        scores = {name: float(v.mean()) for name, v in image_metrics(result["frames"][kept], real, mask).items()}
-        scores.update({f"warp_only_{name}": float(v.mean()) for name, v in image_metrics(result["warped"][kept], real, mask).items()})
-        scores["mouth_l1"] = float(mouth_l1(result["frames"][kept], real, clip.landmarks_2d[kept]).mean())
-        scores["warp_only_mouth_l1"] = float(mouth_l1(result["warped"][kept], real, clip.landmarks_2d[kept]).mean())
+        real, mask = clip.frames[scored], clip.mask[scored]
+        scores = {name: float(v.mean()) for name, v in image_metrics(result["frames"][scored], real, mask).items()}
+        scores.update({f"warp_only_{name}": float(v.mean()) for name, v in image_metrics(result["warped"][scored], real, mask).items()})
+        scores["mouth_l1"] = float(mouth_l1(result["frames"][scored], real, clip.landmarks_2d[scored]).mean())
+        scores["warp_only_mouth_l1"] = float(mouth_l1(result["warped"][scored], real, clip.landmarks_2d[scored]).mean())
         per_clip.append({"identity": clip.identity, **scores})
     if not per_clip:
         raise ValueError("no clip to evaluate")
     summary = _summarise([{k: v for k, v in entry.items() if k != "identity"} for entry in per_clip])
-    return {**summary, "references": references, "num_clips": len(per_clip), "per_clip": per_clip}
+    from zoo.nn.discriminators import roi_size
+
+    return {**summary, "references": references, "num_clips": len(per_clip), "mouth_crop_pixels": roi_size(clips[0].frames.shape[-1]),
+            "per_clip": per_clip}
 
 
 @torch.no_grad()
@@ -309,8 +312,8 @@ def one_shot_scores(model, dataset, split: str, *, conditions: Sequence[str], re
 
     renderer = model.renderer
     clips = load_clips(dataset[split], renderer, tuple(conditions))
-    most = max(references)
-    settings = {str(count): one_shot_self_reenactment(model, clips, references=count, excluded=most) for count in references}
+    largest = max(references)
+    settings = {str(count): one_shot_self_reenactment(model, clips, references=count, excluded=largest) for count in references}
     primary = settings[str(references[0])]
     training_clips = load_clips(dataset["train"], renderer, tuple(conditions))
     identity_model, identity_accuracy = train_identity_model(training_clips)

@@ -1,6 +1,6 @@
 """Training pieces of the one-shot reenactment generators (HeadGAN, Free-HeadGAN).
 
-A one-shot generator sees one or a few reference frames of a person and the conditioning
+A one-shot generator reads one or a few reference frames of a person and the conditioning
 images of a driving frame, and renders the person in the driving pose. Training pairs come from
 one clip: references and driving frame show the same person under the same light, so the
 real driving frame is the target. `sample_references` draws such batches, and
