@@ -44,7 +44,7 @@ test: install-dev
 SEEDS ?= 1 2
 IDS := erm-coloured-digits realpatch-coloured-digits erm-coloured-digits-domains okapi-coloured-digits \
 	erm-coloured-digits-missing-source supmatch-coloured-digits dad3dnet-synthheads facebehaviornet-synthheads \
-	mtl-dm-digits mtl-dm-synthheads head2head-synthheads head2headfs-synthheads
+	mtl-dm-digits mtl-dm-synthheads head2head-synthheads head2headfs-synthheads headgan-synthheads free-headgan-synthheads
 results: install
 	for id in $(IDS); do \
 	  for seed in $(SEEDS); do $(BIN)/zoo train $$id --seed $$seed || exit 1; done; \
@@ -67,6 +67,8 @@ variants: install
 	done
 	$(BIN)/python training/train_head2head.py --config training/configs/head2head-synthheads.yaml --set training.dynamics=null
 	$(BIN)/zoo eval head2head-synthheads --run-name head2head-synthheads-no-dynamics > /dev/null
+	$(BIN)/python training/train_headgan.py --config training/configs/headgan-synthheads.yaml --set model.audio_dim=0
+	$(BIN)/zoo eval headgan-synthheads --run-name headgan-synthheads-no-audio > /dev/null
 	$(BIN)/zoo eval dad3dnet-synthheads --run-name dad3dnet-synthheads-no-gate $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
 	$(BIN)/zoo eval realpatch-coloured-digits --run-name realpatch-coloured-digits-no-matching $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
 	$(BIN)/zoo eval okapi-coloured-digits --run-name fixmatch-coloured-digits-domains $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null

@@ -15,6 +15,7 @@ from zoo.data.compounds import (
     COMPOUND_NAMES,
     CompoundTableError,
     compound_au_matrix,
+    TRANSCRIBED_RULE,
     derive_compound_table,
     load_compound_table,
 )
@@ -47,9 +48,9 @@ def test_shipped_table_is_valid():
     checked = check_compound_table(table)
     assert list(checked["compounds"]) == list(COMPOUND_NAMES)
     assert len(COMPOUND_NAMES) == 12
-    assert table["rule"] == "max"
+    assert table["rule"] == TRANSCRIBED_RULE
+    assert table["verified"] is False
     assert "Du, Tao and Martinez" in table["provenance"]
-    assert table["derived_from"]["version"] == expert_relatedness().version
 
 
 def test_shipped_table_returns_copy():
@@ -68,8 +69,8 @@ def test_compounds_pair_two_basic_expressions():
     assert len(pairs) == len(COMPOUND_COMPONENTS)
 
 
-def test_rows_are_max_of_components():
-    table = load_compound_table()
+def test_derived_rows_are_max_of_components():
+    table = derive_compound_table()
     names, matrix = compound_au_matrix(table)
     expert = expert_relatedness()
     for row, name in enumerate(names):
@@ -79,13 +80,34 @@ def test_rows_are_max_of_components():
         assert table["compounds"][name]["expressions"] == [first, second]
 
 
-def test_happily_surprised_row():
-    units = load_compound_table()["compounds"]["happily surprised"]["action_units"]
+def test_derived_happily_surprised_row():
+    units = derive_compound_table()["compounds"]["happily surprised"]["action_units"]
     # Prototypical AUs of happiness (12, 25) and of surprise (1, 2, 25, 26) all stay at 1.
     for label in ("AU1", "AU2", "AU12", "AU25", "AU26"):
         assert units[label] == 1.0
     assert units["AU5"] == pytest.approx(expert_relatedness().row("surprise")[AU_LABELS.index("AU5")])
     assert "AU4" not in units
+
+
+def test_transcribed_happily_surprised_row():
+    # Table 1 of Du et al.: AUs 1, 2, 12 and 25 in more than 70% of subjects; AU5 (64%) and AU26 (67%) in brackets.
+    units = load_compound_table()["compounds"]["happily surprised"]["action_units"]
+    assert units == {"AU1": 1.0, "AU2": 1.0, "AU5": 0.64, "AU12": 1.0, "AU25": 1.0, "AU26": 0.67}
+
+
+def test_transcribed_table_drops_au11():
+    table = load_compound_table()
+    assert all("AU11" not in entry["action_units"] for entry in table["compounds"].values())
+    assert {entry["compound"] for entry in table["dropped"]} == {"sadly angry", "sadly disgusted", "fearfully angry", "fearfully surprised"}
+
+
+def test_loader_checks_transcribed_components(tmp_path):
+    document = load_compound_table()
+    document["compounds"]["sadly angry"]["expressions"] = ["anger", "sadness"]
+    path = tmp_path / "compounds.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(CompoundTableError, match="expected \\['sadness', 'anger'\\]"):
+        load_compound_table(path)
 
 
 def test_derive_rejects_unknown_rule():
@@ -165,8 +187,9 @@ def test_prototypical_units_always_occur():
     table = load_compound_table()
     index = COMPOUND_NAMES.index("happily surprised")
     labels = sample_compound_labels(1, 200, table, compounds=np.full(200, index))
-    for label in ("AU1", "AU2", "AU12", "AU25", "AU26"):
+    for label in ("AU1", "AU2", "AU12", "AU25"):
         assert labels["au_occurrence"][:, AU_LABELS.index(label)].all(), label
+    # AU5 is in brackets in Table 1 (64% of subjects).
     rate = labels["au_occurrence"][:, AU_LABELS.index("AU5")].mean()
     assert 0.5 < rate < 0.8
 

@@ -1,20 +1,24 @@
-"""Compound facial expressions derived from the expert expression-to-AU table.
+"""Compound facial expressions: their AU probabilities from Du et al. Table 1, or derived from the expert table.
 
 Du, Tao and Martinez ("Compound facial expressions of emotion", PNAS 111(15), 2014) define
 compound categories such as "happily surprised" that combine two basic expressions. zoo ships
 12 of them, those that pair two of the six basic emotions of `zoo.data.facs.EXPRESSIONS`:
-`COMPOUND_COMPONENTS`. Their AU sets in Du et al. could not be checked, so the table does not
-copy them. Each compound row is derived from the rows of its two components in the expert
-table (`zoo.data.facs.expert_relatedness`) by one documented rule:
+`COMPOUND_COMPONENTS`. The shipped table (`compound_expressions.json` next to this module,
+rule ``transcribed``) stores the AUs that Table 1 of that paper lists for each category: the
+AUs used by more than 70% of the subjects with probability 1, and the bracketed ones with the
+proportion of subjects who used them. The rows come from a third-party transcription of the
+table and are marked unverified.
 
-- ``max`` (the default): P(AU | compound) = max(P(AU | first), P(AU | second)). A compound
-  face is taken to show every AU that either component shows, at the higher of the two rates.
+`derive_compound_table` builds the alternative that needs no transcription, from the rows of
+each compound's two components in the expert table (`zoo.data.facs.expert_relatedness`):
 
-The derived table is stored as versioned JSON (`compound_expressions.json` next to this
-module) in the form that `zoo.models.facebehaviornet.check_compound_table` reads, with the
-rule, the expert table version it was derived from and its provenance. `load_compound_table`
-checks that the stored rows still equal the rule applied to the current expert table, so an
-edit of the expert table cannot leave a stale compound table behind.
+- ``max``: P(AU | compound) = max(P(AU | first), P(AU | second)). A compound face is taken
+  to show every AU that either component shows, at the higher of the two rates.
+
+Both are stored as versioned JSON in the form that `zoo.models.facebehaviornet.check_compound_table`
+reads, with the rule and the provenance. For a derived table, `load_compound_table` checks that
+the stored rows still equal the rule applied to the current expert table, so an edit of the
+expert table cannot leave a stale derived table behind.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "COMPOUND_FORMAT",
     "COMPOUND_NAMES",
     "DERIVATION_RULES",
+    "TRANSCRIBED_RULE",
     "CompoundTableError",
     "compound_au_matrix",
     "derive_compound_table",
@@ -45,6 +50,8 @@ __all__ = [
 COMPOUND_FORMAT = "zoo.compound-expressions"
 COMPOUND_FILE = "compound_expressions.json"
 COMPOUND_VERSION = "1.0.0"
+# The rule of a table whose rows are transcribed from Du et al. Table 1 rather than derived.
+TRANSCRIBED_RULE = "transcribed"
 
 # Compound name -> its two basic components, first the one named by the adverb. These are the
 # 12 compounds of Du, Tao and Martinez (2014) that pair two basic emotions. Their other
@@ -145,11 +152,23 @@ def _check_document(document: Any, source: str) -> dict[str, Any]:
     return document
 
 
+def _check_components(document: dict[str, Any], source: str) -> None:
+    """Check that a transcribed table names the compounds of `COMPOUND_COMPONENTS` with their components."""
+    if list(document["compounds"]) != list(COMPOUND_NAMES):
+        raise CompoundTableError(f"{source}: compounds {list(document['compounds'])} differ from {list(COMPOUND_NAMES)}")
+    for name, entry in document["compounds"].items():
+        if tuple(entry["expressions"]) != COMPOUND_COMPONENTS[name]:
+            raise CompoundTableError(
+                f"{source}: compound {name!r} lists components {entry['expressions']}, expected {list(COMPOUND_COMPONENTS[name])}"
+            )
+
+
 def load_compound_table(path: str | Path | None = None, *, check_derivation: bool = True) -> dict[str, Any]:
     """Read and validate a compound table (default: the one shipped with zoo).
 
-    With `check_derivation`, the stored rows must equal the file's `rule` applied to the
-    current expert table, up to the stored rounding, with the same compounds and components.
+    With `check_derivation`, a derived table's rows must equal the file's `rule` applied to
+    the current expert table, up to the stored rounding, with the same compounds and
+    components. A transcribed table must name the same compounds and components.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -183,8 +202,13 @@ def _read_table(path: Path, check_derivation: bool) -> dict[str, Any]:
 
 def _check_derivation(document: dict[str, Any], source: str) -> None:
     rule = document["rule"]
+    if rule == TRANSCRIBED_RULE:
+        _check_components(document, source)
+        return
     if rule not in DERIVATION_RULES:
-        raise CompoundTableError(f"{source}: unknown rule {rule!r}; known rules: {sorted(DERIVATION_RULES)}")
+        raise CompoundTableError(
+            f"{source}: unknown rule {rule!r}; known rules: {sorted(DERIVATION_RULES)} and {TRANSCRIBED_RULE!r}"
+        )
     expected = derive_compound_table(rule=rule)
     if list(document["compounds"]) != list(expected["compounds"]):
         raise CompoundTableError(

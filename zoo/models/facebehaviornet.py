@@ -13,10 +13,10 @@ config with its provenance, so a checkpoint records which prior shaped it.
 
 Zero-shot compound expressions (`compound_expression_scores`) score compound classes such as
 "happily surprised" from the AU and expression outputs, through a compound table.
-`zoo.data.compounds.load_compound_table()` returns the table derived from the expert table
-(each compound row is the max of its two components' rows); pass it as `table=` or
-`compound_table=`. Du, Tao and Martinez (PNAS 2014) define compound categories with their own
-AU sets, which could not be checked against that source, so they are not used.
+`zoo.data.compounds.load_compound_table()` returns the AU sets of the 12 two-emotion compound
+categories of Du, Tao and Martinez (PNAS 2014, Table 1, from a transcription marked unverified);
+`zoo.data.compounds.derive_compound_table()` builds the alternative whose rows are the max of
+the two components' expert-table rows. Pass either as `table=` or `compound_table=`.
 """
 
 from __future__ import annotations

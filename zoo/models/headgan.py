@@ -460,6 +460,8 @@ class HeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment",
         """Standardise raw (B, audio_dim) audio features with the training statistics (None passes through)."""
         if audio is None or self.audio_dim == 0:
             return audio
+        if audio.ndim != 2 or audio.shape[1] != self.audio_dim:
+            raise ValueError(f"audio must have shape (B, {self.audio_dim}), got {tuple(audio.shape)}")
         return (audio - self.audio_mean) / self.audio_std
 
     def forward(
