@@ -263,3 +263,27 @@ def test_expand_empty_folder_rejected(tmp_path):
 
     with pytest.raises(ImageInputError, match="contains no image files"):
         expand_image_paths([tmp_path])
+
+
+DIGIT_PREPROCESSING = {"image_size": 8, "mode": "L", "mean": [0.5], "std": [0.5], "polarity": "light-on-dark"}
+
+
+def test_light_on_dark_inverts_bright_background():
+    ink = np.zeros((8, 8), dtype=np.uint8)
+    ink[2:6, 3:5] = 255
+    light = preprocess(Image.fromarray(ink, mode="L"), DIGIT_PREPROCESSING)
+    dark_on_white = preprocess(Image.fromarray(255 - ink, mode="L"), DIGIT_PREPROCESSING)
+    assert torch.allclose(light, dark_on_white)
+
+
+def test_light_on_dark_keeps_dark_background():
+    ink = np.zeros((8, 8), dtype=np.uint8)
+    ink[2:6, 3:5] = 255
+    kept = preprocess(Image.fromarray(ink, mode="L"), DIGIT_PREPROCESSING)
+    plain = preprocess(Image.fromarray(ink, mode="L"), {**DIGIT_PREPROCESSING, "polarity": "any"})
+    assert torch.equal(kept, plain)
+
+
+def test_unknown_polarity_rejected():
+    with pytest.raises(ImageInputError, match="unknown preprocessing polarity 'dark'"):
+        preprocess(np.zeros((8, 8), dtype=np.uint8), {**DIGIT_PREPROCESSING, "polarity": "dark"})

@@ -130,12 +130,30 @@ def check_image(image: Image.Image, mode: str, name: str) -> Image.Image:
     raise ImageInputError(f"unsupported preprocessing mode {mode!r}; expected 'RGB' or 'L'")
 
 
+# Values of the `polarity` preprocessing setting. "light-on-dark" models (such as the scikit-learn
+# digits, bright ink on black) get inputs inverted when their border is bright, so a dark digit on
+# white paper reads as the training images do.
+POLARITIES = ("any", "light-on-dark")
+
+
+def _border_mean(array: np.ndarray) -> float:
+    """Mean value of the outermost rows and columns of an (H, W) or (H, W, C) array."""
+    border = np.concatenate([array[0].ravel(), array[-1].ravel(), array[:, 0].ravel(), array[:, -1].ravel()])
+    return float(border.mean())
+
+
 def preprocess(images: ImageLike | Sequence[ImageLike], preprocessing: dict[str, Any]) -> torch.Tensor:
-    """Turn raw images into a normalised batch `(batch, channels, size, size)` as `preprocessing` prescribes."""
+    """Turn raw images into a normalised batch `(batch, channels, size, size)` as `preprocessing` prescribes.
+
+    With ``polarity: light-on-dark`` an image whose border is brighter than mid-grey is inverted first.
+    """
     if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
         images = [images]
     size = int(preprocessing["image_size"])
     mode = preprocessing.get("mode", "RGB")
+    polarity = preprocessing.get("polarity", "any")
+    if polarity not in POLARITIES:
+        raise ImageInputError(f"unknown preprocessing polarity {polarity!r}; expected one of {POLARITIES}")
     mean = torch.tensor(preprocessing.get("mean", [0.0] * (3 if mode == "RGB" else 1))).view(-1, 1, 1)
     std = torch.tensor(preprocessing.get("std", [1.0] * (3 if mode == "RGB" else 1))).view(-1, 1, 1)
     batch = []
@@ -144,6 +162,8 @@ def preprocess(images: ImageLike | Sequence[ImageLike], preprocessing: dict[str,
         pil = check_image(to_pil(image), mode, name)
         pil = pil.resize((size, size), Image.Resampling.BILINEAR)
         array = np.asarray(pil, dtype=np.float32) / 255.0
+        if polarity == "light-on-dark" and _border_mean(array) > 0.5:
+            array = 1.0 - array
         tensor = torch.from_numpy(array).unsqueeze(0) if array.ndim == 2 else torch.from_numpy(array).permute(2, 0, 1)
         batch.append((tensor - mean) / std)
     if not batch:

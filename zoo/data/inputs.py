@@ -43,7 +43,7 @@ class TableInputError(ValueError):
 # Settings a preprocessing dict of each modality may contain. Any other key is rejected, so a
 # misspelt setting in a checkpoint's config.json fails at load time instead of being ignored.
 PREPROCESSING_KEYS = {
-    "image": ("modality", "image_size", "mode", "mean", "std"),
+    "image": ("modality", "image_size", "mode", "mean", "std", "polarity"),
     "text": ("modality", "tokenizer", "max_length"),
     "tabular": ("modality", "mean", "std"),
 }
