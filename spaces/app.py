@@ -42,6 +42,7 @@ TABS: list[Tab] = [
     Tab("Okapi", "spaces.okapi.app", ("okapi", "okapi_erm")),
     Tab("Support Matching", "spaces.supmatch.app", ("supmatch", "supmatch_erm")),
     Tab("Head2Head", "spaces.head2head.app", ("head2head", "head2headfs")),
+    Tab("HeadGAN", "spaces.headgan.app", ("headgan", "free_headgan")),
     Tab("DAD-3DNet", "spaces.dad3dnet.app", ("dad3dnet",)),
     Tab("FaceBehaviorNet", "spaces.facebehaviornet.app", ("facebehaviornet",)),
     Tab("MTL-DM", "spaces.mtl_dm.app", ("mtl_dm",)),

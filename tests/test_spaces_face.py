@@ -299,7 +299,7 @@ def test_facebehaviornet_marks_true_labels(facebehaviornet_resources):
     marked_expressions = [name for name, bar in zip(EXPRESSIONS, expression_bars) if bar.get_facecolor() == dark]
     assert marked_expressions == [truth["expression"]]
     au_bars = action_units.axes[0].patches
-    unit_names = facebehaviornet_app.AU_DISPLAY_NAMES
+    unit_names = facebehaviornet_app.AU_LABELS
     marked_units = [name for name, bar in zip(unit_names, au_bars) if bar.get_facecolor() == dark]
     assert len(au_bars) == len(ACTION_UNITS)
     assert marked_units == truth["active_action_units"]

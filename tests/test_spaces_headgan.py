@@ -300,6 +300,16 @@ def test_reenact_headgan_fits_astronaut(headgan, monkeypatch):
     assert gif_frames(result.generated) == (8, (64, 64))
 
 
+def test_reenact_headgan_without_audio_branch(tmp_path):
+    HeadGAN(**{**CONFIGS["headgan"]["model"], **TINY_WIDTHS, "audio_dim": 0}, data=DATA).save_pretrained(tmp_path)
+    resources = headgan_app.load_resources(str(tmp_path), "HeadGAN")
+
+    result = headgan_app.reenact(resources, person=0, clip_index=1, num_frames=8, audio="clip audio")
+
+    assert "no audio branch (audio_dim 0), so the driving clip's audio was ignored" in result.summary
+    assert gif_frames(result.generated) == (8, (64, 64))
+
+
 def test_reenact_clamps_to_clip_length(headgan):
     result = headgan_app.reenact(headgan, person=0, clip_index=1, num_frames=24)
 
@@ -490,17 +500,23 @@ def test_reenact_rejects_bad_gaze(free_headgan, yaw, pitch, message):
 
 
 def test_load_rejects_free_headgan_as_headgan(checkpoints):
-    with pytest.raises(gr.Error, match="FreeHeadGAN checkpoint, but the HeadGAN model must be .*as the Free-HeadGAN model"):
+    message = "FreeHeadGAN checkpoint, but the HeadGAN model must be .*as the Free-HeadGAN model"
+
+    with pytest.raises(gr.Error, match=message):
         headgan_app.load_resources(checkpoints["free_headgan"], "HeadGAN")
 
 
 def test_load_rejects_headgan_as_free_headgan(checkpoints):
-    with pytest.raises(gr.Error, match="HeadGAN checkpoint, but the Free-HeadGAN model must be .*as the HeadGAN model"):
+    message = "HeadGAN checkpoint, but the Free-HeadGAN model must be .*as the HeadGAN model"
+
+    with pytest.raises(gr.Error, match=message):
         headgan_app.load_resources(checkpoints["headgan"], "Free-HeadGAN")
 
 
 def test_load_rejects_other_model_kind(checkpoints):
-    with pytest.raises(gr.Error, match="DAD3DNet checkpoint, but the HeadGAN model must be .*pass a HeadGAN checkpoint"):
+    message = "DAD3DNet checkpoint, but the HeadGAN model must be .*pass a HeadGAN checkpoint"
+
+    with pytest.raises(gr.Error, match=message):
         headgan_app.load_resources(checkpoints["dad3dnet"], "HeadGAN")
 
 
@@ -694,7 +710,7 @@ def test_served_space_answers_client(checkpoints, headgan, free_headgan, tmp_pat
         endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
         assert set(endpoints) == {"/headgan_reenact"}
 
-        # An uploaded .wav goes through Gradio's audio preprocessing before `read_wav` sees it.
+        # An uploaded .wav goes through Gradio's audio preprocessing before `read_wav` reads it.
         wav = write_wav(tmp_path / "speech.wav")
         *_, summary = client.predict(
             "HeadGAN", "SynthHeads person", 0, None, 1, 1, 8, "uploaded .wav", handle_file(str(wav)), False, 0, 0,

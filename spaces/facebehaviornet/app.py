@@ -29,7 +29,7 @@ from matplotlib.patches import Circle
 from matplotlib.ticker import PercentFormatter
 from PIL import Image
 
-from zoo.data.facs import EXPRESSIONS
+from zoo.data.facs import AU_LABELS, EXPRESSIONS
 from zoo.data.images import ImageInputError, ImageLike, to_pil
 from zoo.data.synthheads.dataset import SynthHeadsConfig
 from zoo.data.synthheads.labels import VA_CIRCUMPLEX_ANGLES
@@ -102,7 +102,7 @@ def synthheads_examples(config: SynthHeadsConfig) -> list[Example]:
             "expression": expression,
             "valence": round(float(rows["valence"][index]), 4),
             "arousal": round(float(rows["arousal"][index]), 4),
-            "active_action_units": [name for name, active in zip(AU_DISPLAY_NAMES, occurrence) if active],
+            "active_action_units": [name for name, active in zip(AU_LABELS, occurrence) if active],
         }
         caption = f"person {truth['identity']}, {expression}"
         examples.append(Example(image=image, caption=caption, truth=truth))
@@ -225,8 +225,9 @@ def au_figure(probabilities: dict[str, float], true_active: list[str] | None = N
     """Plot the 17 AU probabilities as bars with the 0.5 threshold, and the truly active AUs dark when given."""
     figure = Figure(figsize=(4.8, 4.8), dpi=100, layout="constrained")
     axes = figure.add_subplot()
-    names = list(AU_DISPLAY_NAMES)
-    _bars(axes, names, [probabilities[name] for name in names], set(true_active or ()))
+    display = dict(zip(AU_LABELS, AU_DISPLAY_NAMES))
+    names = [display[label] for label in AU_LABELS]
+    _bars(axes, names, [probabilities[label] for label in AU_LABELS], {display[label] for label in true_active or ()})
     axes.axvline(AU_THRESHOLD, color="#6b7280", linestyle="--", linewidth=0.8)
     label = f"probability; dashed: active at {AU_THRESHOLD:g}"
     axes.set_xlabel(label + ("\nthe truly active AUs are dark" if true_active is not None else ""))

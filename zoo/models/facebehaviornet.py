@@ -262,8 +262,8 @@ class FaceBehaviorNet(ZooModel, pipeline_tag="image-classification", tags=["face
                     "arousal": float(outputs["valence_arousal"][row, 1]),
                     "expression": EXPRESSIONS[int(expression.argmax())],
                     "expression_probabilities": {name: round(float(p), 6) for name, p in zip(EXPRESSIONS, expression)},
-                    "action_units": {name: round(float(p), 6) for name, p in zip(AU_DISPLAY_NAMES, units)},
-                    "active_action_units": [name for name, p in zip(AU_DISPLAY_NAMES, units) if float(p) >= AU_THRESHOLD],
+                    "action_units": {name: round(float(p), 6) for name, p in zip(AU_LABELS, units)},
+                    "active_action_units": [name for name, p in zip(AU_LABELS, units) if float(p) >= AU_THRESHOLD],
                 }
             )
         return results[0] if single else results

@@ -1,0 +1,1 @@
+"""The HeadGAN demo: `app.py` is the Space's entry point and also renders the combined app's tab."""
