@@ -40,6 +40,7 @@ from zoo.reenactment.evaluation import (
 )
 from zoo.reenactment.trainer import LOSS_WEIGHTS, ClipTrainer, clip_length
 from zoo.reenactment.transfer import camera_statistics
+from zoo.training import learning_rate_factor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -1103,7 +1104,7 @@ def test_train_script_target_index_out_of_range(tmp_path, clips_cache):
 
 
 def test_learning_rate_schedule():
-    factors = [train_head2head.learning_rate_factor(epoch, 6, 2) for epoch in range(6)]
+    factors = [learning_rate_factor(epoch, 6, 2) for epoch in range(6)]
     assert factors[:4] == [1.0, 1.0, 1.0, 1.0]
     assert factors[4] == pytest.approx(2 / 3)
     assert factors[5] == pytest.approx(1 / 3)

@@ -25,11 +25,9 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from zoo.evaluation import build_dataset
@@ -39,7 +37,16 @@ from zoo.reenactment.data import held_out_start, load_clips, sample_windows
 from zoo.reenactment.evaluation import self_reenactment
 from zoo.reenactment.trainer import ClipTrainer, clip_length
 from zoo.reenactment.transfer import camera_statistics
-from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, resolve_run, start_accelerator
+from zoo.training import (
+    Progress,
+    add_run_arguments,
+    apply_overrides,
+    learning_rate_factor,
+    load_config,
+    model_settings,
+    parse_run_arguments,
+    start_run,
+)
 
 logger = logging.getLogger("train_head2head")
 
@@ -106,32 +113,14 @@ def concatenated_motion(clips, *, training_part: bool) -> MotionParameters:
     })
 
 
-def learning_rate_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
-    """Constant, then linear decay to 0 over the last `decay_epochs` epochs (the released schedule)."""
-    constant = epochs - decay_epochs
-    if epoch < constant:
-        return 1.0
-    return max(0.0, 1.0 - (epoch - constant + 1) / (decay_epochs + 1))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = apply_overrides(load_config(args.config), args.overrides)
     model_class = check_sections(config)
-    seed, epochs = resolve_run(config, args)
+    seed, epochs, output_dir, accelerator = start_run(config, args, run_name(config))
     settings = config["training"]
-    if args.steps_per_epoch is not None:
-        settings["steps_per_epoch"] = args.steps_per_epoch
-    output_dir = Path(args.output_dir or f"runs/{run_name(config)}/seed-{seed}")
-    output_dir.mkdir(parents=True, exist_ok=True)
-
-    accelerator = start_accelerator(output_dir, cpu=args.cpu)
-    set_seed(seed)
-    model_settings = dict(config["model"])
-    image_size = int(model_settings.setdefault("image_size", config["data"].get("image_size", 64)))
-    if image_size != int(config["data"].get("image_size", image_size)):
-        raise SystemExit(f"error: model.image_size {image_size} differs from data.image_size {config['data']['image_size']}")
-    model = model_class(**model_settings, fps=float(config["data"].get("fps", 25.0)), data=config["data"],
+    model_arguments = model_settings(config)
+    model = model_class(**model_arguments, fps=float(config["data"].get("fps", 25.0)), data=config["data"],
                         training={"seed": seed, "config": config})
     trainer = ClipTrainer(
         model,

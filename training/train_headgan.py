@@ -29,11 +29,9 @@ import inspect
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from zoo.evaluation import build_dataset
@@ -42,7 +40,16 @@ from zoo.models.headgan import HeadGAN
 from zoo.reenactment.conditioning import builtin_renderer
 from zoo.reenactment.data import load_clips
 from zoo.reenactment.one_shot import OneShotTrainer, sample_references
-from zoo.training import Progress, add_run_arguments, apply_overrides, load_config, parse_run_arguments, resolve_run, start_accelerator
+from zoo.training import (
+    Progress,
+    add_run_arguments,
+    apply_overrides,
+    learning_rate_factor,
+    load_config,
+    model_settings,
+    parse_run_arguments,
+    start_run,
+)
 
 logger = logging.getLogger("train_headgan")
 
@@ -98,14 +105,6 @@ def check_sections(config: dict[str, Any]) -> type:
     if config["data"].get("kind") != "clips" or not config["data"].get("flow", True):
         raise SystemExit("error: reenactment trains on SynthHeads clips with flow: set data.kind: clips and data.flow: true")
     return METHODS[method]
-
-
-def learning_rate_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
-    """Constant, then linear decay to 0 over the last `decay_epochs` epochs (the released schedule)."""
-    constant = epochs - decay_epochs
-    if epoch < constant:
-        return 1.0
-    return max(0.0, 1.0 - (epoch - constant + 1) / (decay_epochs + 1))
 
 
 def estimator_batch(clips, size: int, generator: torch.Generator, jitter: float) -> dict[str, Any]:
@@ -164,20 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = apply_overrides(load_config(args.config), args.overrides)
     model_class = check_sections(config)
-    seed, epochs = resolve_run(config, args)
+    seed, epochs, output_dir, accelerator = start_run(config, args, run_name(config))
     settings = config["training"]
-    if args.steps_per_epoch is not None:
-        settings["steps_per_epoch"] = args.steps_per_epoch
-    output_dir = Path(args.output_dir or f"runs/{run_name(config)}/seed-{seed}")
-    output_dir.mkdir(parents=True, exist_ok=True)
-
-    accelerator = start_accelerator(output_dir, cpu=args.cpu)
-    set_seed(seed)
-    model_settings = dict(config["model"])
-    image_size = int(model_settings.setdefault("image_size", config["data"].get("image_size", 64)))
-    if image_size != int(config["data"].get("image_size", image_size)):
-        raise SystemExit(f"error: model.image_size {image_size} differs from data.image_size {config['data']['image_size']}")
-    model = model_class(**model_settings, data=config["data"], training={"seed": seed, "config": config})
+    model_arguments = model_settings(config)
+    image_size = int(model_arguments["image_size"])
+    model = model_class(**model_arguments, data=config["data"], training={"seed": seed, "config": config})
     trainer = OneShotTrainer(
         model,
         discriminator=settings.get("discriminator"),

@@ -18,12 +18,15 @@ import yaml
 
 __all__ = [
     "Progress",
+    "learning_rate_factor",
+    "model_settings",
     "add_run_arguments",
     "apply_overrides",
     "load_config",
     "parse_run_arguments",
     "resolve_run",
     "start_accelerator",
+    "start_run",
 ]
 
 
@@ -147,3 +150,38 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
                 raise SystemExit(f"error: --set {key}: {part!r} is not a mapping in the config")
         node[leaf] = yaml.safe_load(raw)
     return config
+
+
+def start_run(config: dict[str, Any], args: argparse.Namespace, run_name: str):
+    """Open a training run: apply `--seed`, `--epochs` and `--steps-per-epoch`, make the output folder, start Accelerate, seed.
+
+    Returns the seed, the number of epochs, the output folder (``runs/<run_name>/seed-<seed>``
+    unless `--output-dir`) and the `Accelerator`.
+    """
+    from accelerate.utils import set_seed
+
+    seed, epochs = resolve_run(config, args)
+    if getattr(args, "steps_per_epoch", None) is not None:
+        config["training"]["steps_per_epoch"] = args.steps_per_epoch
+    output_dir = Path(args.output_dir or f"runs/{run_name}/seed-{seed}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = start_accelerator(output_dir, cpu=args.cpu)
+    set_seed(seed)
+    return seed, epochs, output_dir, accelerator
+
+
+def model_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of the config's model section whose ``image_size`` defaults to, and must equal, ``data.image_size``."""
+    settings = dict(config["model"])
+    image_size = int(settings.setdefault("image_size", config["data"].get("image_size", 64)))
+    if image_size != int(config["data"].get("image_size", image_size)):
+        raise SystemExit(f"error: model.image_size {image_size} differs from data.image_size {config['data']['image_size']}")
+    return settings
+
+
+def learning_rate_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
+    """Return the learning-rate factor of a 0-based `epoch`: 1, then a linear decay to 0 over the last `decay_epochs` epochs."""
+    constant = epochs - decay_epochs
+    if epoch < constant:
+        return 1.0
+    return max(0.0, 1.0 - (epoch - constant + 1) / (decay_epochs + 1))

@@ -40,7 +40,7 @@ from torch import nn
 
 from zoo.geometry.rotation import rotation_6d_to_matrix
 from zoo.hub import ZooModel
-from zoo.models.headgan import AudioMouthDiscriminator, FlowNetwork, RenderingNetwork
+from zoo.models.headgan import AudioMouthDiscriminator, FlowNetwork, OneShotInference, RenderingNetwork, check_image_size
 from zoo.nn.convnet import ConvEncoder
 from zoo.reenactment.keypoints import (
     NUM_KEYPOINTS,
@@ -424,7 +424,7 @@ def fuse_sources(warped: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------- the model
 
 
-class FreeHeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment", "one-shot", "few-shot", "gaze", "gan"]):
+class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment", "one-shot", "few-shot", "gaze", "gan"]):
     """Free-HeadGAN: keypoint estimator, gaze estimator and a HeadGAN-style generator on keypoint sketches.
 
     The generator is HeadGAN's flow and rendering networks (`zoo.models.headgan`), with two
@@ -465,12 +465,7 @@ class FreeHeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactme
         training: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        factor = 2**levels
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size % factor or image_size < 2 * factor:
-            raise ValueError(
-                f"image_size must be a multiple of 2**levels = {factor} of at least {2 * factor}, got {image_size!r}. "
-                "Pick another image_size or lower levels"
-            )
+        check_image_size(image_size, levels)
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be an integer >= 1, got {window!r}")
         self.image_size = image_size
@@ -553,24 +548,10 @@ class FreeHeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactme
 
     # ------------------------------------------------------------------ inference
 
-    # `zoo predict` animates source images with a driving video and writes a video.
-    video_output = True
-    needs_source = True
     summary_keys = ("psnr", "masked_l1", "three_shot_psnr", "gaze_edit_error_degrees", "identity_similarity", "fps_end_to_end")
     # Requested gaze directions of the gaze-editing evaluation, (yaw, pitch) in radians, inside
     # the SynthHeads gaze range of +-0.35 yaw and +-0.25 pitch.
     gaze_edits = tuple((yaw, pitch) for yaw in (-0.3, 0.0, 0.3) for pitch in (-0.2, 0.0, 0.2))
-
-    @property
-    def renderer(self):
-        """The built-in head renderer at this resolution (used to render evaluation clips' face regions)."""
-        from zoo.reenactment.conditioning import builtin_renderer
-
-        return builtin_renderer(self.image_size)
-
-    @property
-    def fps(self) -> float:
-        return float((self.config.get("data") or {}).get("fps", 25.0))
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device

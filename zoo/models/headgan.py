@@ -46,7 +46,9 @@ __all__ = [
     "FlowNetwork",
     "FlowOutput",
     "HeadGAN",
+    "OneShotInference",
     "RenderingNetwork",
+    "check_image_size",
     "level_widths",
     "tile_audio",
 ]
@@ -390,7 +392,36 @@ class RenderingNetwork(nn.Module):
         return self.to_image(x)
 
 
-class HeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment", "one-shot", "gan"]):
+def check_image_size(image_size: int, levels: int) -> None:
+    """Reject an image size that `levels` stride-2 stages cannot halve down to a bottleneck of at least 2 pixels."""
+    factor = 2**levels
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size % factor or image_size < 2 * factor:
+        raise ValueError(
+            f"image_size must be a multiple of 2**levels = {factor} of at least {2 * factor}, got {image_size!r}. "
+            "Pick another image_size or lower levels"
+        )
+
+
+class OneShotInference:
+    """What the one-shot models share at inference: `zoo predict` animates a source image with a driving video and writes a video."""
+
+    video_output = True
+    needs_source = True
+
+    @property
+    def renderer(self):
+        """The `HeadRenderer` of the built-in SynthHeads head at this model's resolution."""
+        from zoo.reenactment.conditioning import builtin_renderer
+
+        return builtin_renderer(self.image_size)
+
+    @property
+    def fps(self) -> float:
+        """Frame rate of the training clips, given to written videos."""
+        return float((self.config.get("data") or {}).get("fps", 25.0))
+
+
+class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment", "one-shot", "gan"]):
     """HeadGAN generator: a `FlowNetwork` and a `RenderingNetwork`.
 
     Args:
@@ -428,12 +459,7 @@ class HeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment",
         super().__init__()
         _check_positive_int("levels", levels)
         _check_positive_int("window", window)
-        factor = 2**levels
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size % factor or image_size < 2 * factor:
-            raise ValueError(
-                f"image_size must be a multiple of 2**levels = {factor} of at least {2 * factor}, got {image_size!r}. "
-                "Pick another image_size or lower levels"
-            )
+        check_image_size(image_size, levels)
         self.image_size = image_size
         self.window = window
         self.levels = levels
@@ -461,7 +487,8 @@ class HeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment",
         if audio is None or self.audio_dim == 0:
             return audio
         if audio.ndim != 2 or audio.shape[1] != self.audio_dim:
-            raise ValueError(f"audio must have shape (B, {self.audio_dim}), got {tuple(audio.shape)}")
+            batch = audio.shape[0] if audio.ndim else "B"
+            raise ValueError(f"audio must have shape ({batch}, {self.audio_dim}), got {tuple(audio.shape)}")
         return (audio - self.audio_mean) / self.audio_std
 
     def forward(
@@ -523,22 +550,8 @@ class HeadGAN(ZooModel, pipeline_tag="image-to-image", tags=["head-reenactment",
 
     # ------------------------------------------------------------------ inference
 
-    # `zoo predict` drives one source image with a driving video and writes a video.
-    video_output = True
-    needs_source = True
     summary_keys = ("psnr", "masked_l1", "warp_only_psnr", "mouth_l1", "identity_similarity", "pose_transfer_error_degrees",
                     "fps_end_to_end")
-
-    @property
-    def renderer(self):
-        """The `HeadRenderer` of the built-in SynthHeads head at this model's resolution."""
-        from zoo.reenactment.conditioning import builtin_renderer
-
-        return builtin_renderer(self.image_size)
-
-    @property
-    def fps(self) -> float:
-        return float((self.config.get("data") or {}).get("fps", 25.0))
 
     @torch.no_grad()
     def animate(self, reference_frame: torch.Tensor, reference_motion, motion, audio: torch.Tensor | None = None,
