@@ -46,6 +46,7 @@ TABS: list[Tab] = [
     Tab("DAD-3DNet", "spaces.dad3dnet.app", ("dad3dnet",)),
     Tab("FaceBehaviorNet", "spaces.facebehaviornet.app", ("facebehaviornet",)),
     Tab("MTL-DM", "spaces.mtl_dm.app", ("mtl_dm",)),
+    Tab("MTL-DM faces", "spaces.mtl_dm_faces.app", ("mtl_dm_faces",)),
 ]
 
 

@@ -507,7 +507,7 @@ def test_build_app_has_new_tabs(checkpoints):
 
     tabs = [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
     names = api_names(app)
-    assert tabs[-3:] == ["DAD-3DNet", "FaceBehaviorNet", "MTL-DM"]
+    assert tabs[-4:] == ["DAD-3DNet", "FaceBehaviorNet", "MTL-DM", "MTL-DM faces"]
     assert tabs == [tab.title for tab in combined_app.TABS]
     assert {"dad3dnet_align", "facebehaviornet_analyse", "mtl_dm_classify", "realpatch_compare"} <= set(names)
 
