@@ -612,3 +612,13 @@ def test_bundled_configs_are_valid(name):
     model_class = train_headgan.check_sections(config)
     model = model_class(**config["model"], image_size=config["data"]["image_size"])
     assert model.image_size == 64
+
+
+def test_headgan_without_audio_round_trip(tmp_path):
+    model = tiny_headgan(audio_dim=0)
+    assert "audio_mean" not in model.state_dict()
+    with pytest.raises(ValueError, match="no audio statistics"):
+        model.set_audio_statistics(torch.zeros(3, 84))
+    model.save_pretrained(tmp_path)
+    loaded = zoo.load(tmp_path)
+    assert loaded.audio_dim == 0

@@ -25,6 +25,7 @@ gr = pytest.importorskip("gradio")
 
 from spaces import app as combined_app  # noqa: E402
 from spaces.head2head import app as head2head_app  # noqa: E402
+from zoo import demos  # noqa: E402
 from zoo.data.synthheads import build_synthheads  # noqa: E402
 from zoo.models.head2head import Head2Head, Head2HeadFS  # noqa: E402
 
@@ -58,7 +59,7 @@ def tiny_clips(tmp_path_factory):
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_dataset_builder(tiny_clips, tmp_path_factory):
-    """Replace the data build of the module with the tiny clips, shorten the adaptation, and keep GIFs in tmp."""
+    """Replace the clips build of zoo.demos with the tiny clips, shorten the adaptation, and keep GIFs in tmp."""
     built = []
 
     def build(data):
@@ -66,11 +67,11 @@ def tiny_dataset_builder(tiny_clips, tmp_path_factory):
         return tiny_clips
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(head2head_app, "build_dataset", build)
+        patch.setattr(demos, "build_dataset", build)
         patch.setattr(head2head_app, "ADAPTATION_STEPS", TINY_STEPS)
-        patch.setattr(head2head_app, "_datasets", {})
+        patch.setattr(demos, "_datasets", {})
         patch.setattr(head2head_app, "_resources", {})
-        patch.setattr(head2head_app, "_output_root", tmp_path_factory.mktemp("head2head-videos"))
+        patch.setitem(demos._output_roots, "zoo-head2head-", tmp_path_factory.mktemp("head2head-videos"))
         yield built
 
 
@@ -295,7 +296,7 @@ def test_load_rejects_stills_data(tmp_path):
 def test_load_rejects_data_without_driving_splits(tmp_path, tiny_clips, monkeypatch):
     Head2Head(**CONFIG["model"], data={**CONFIG["data"], "seed": 1}).save_pretrained(tmp_path)
     only_train = {"train": tiny_clips["train"]}
-    monkeypatch.setattr(head2head_app, "build_dataset", lambda data: only_train)
+    monkeypatch.setattr(demos, "build_dataset", lambda data: only_train)
 
     with pytest.raises(gr.Error, match=r"splits \['train'\] but neither of \['validation', 'test'\]"):
         head2head_app.load_resources(str(tmp_path), "Head2Head")
@@ -307,7 +308,7 @@ def test_load_reports_failed_data_build(tmp_path, monkeypatch):
     def fail(data):
         raise ValueError("num_identities=1 leaves the splits ['test'] without an identity")
 
-    monkeypatch.setattr(head2head_app, "build_dataset", fail)
+    monkeypatch.setattr(demos, "build_dataset", fail)
 
     with pytest.raises(gr.Error, match="cannot rebuild the SynthHeads clips .*without an identity"):
         head2head_app.load_resources(str(tmp_path), "Head2Head")

@@ -28,6 +28,7 @@ gr = pytest.importorskip("gradio")
 
 from spaces import app as combined_app  # noqa: E402
 from spaces.headgan import app as headgan_app  # noqa: E402
+from zoo import demos  # noqa: E402
 from zoo.data.synthheads import build_synthheads  # noqa: E402
 from zoo.models.dad3dnet import DAD3DNet  # noqa: E402
 from zoo.models.free_headgan import FreeHeadGAN  # noqa: E402
@@ -99,12 +100,12 @@ def tiny_dataset_builder(tiny_clips, checkpoints, tmp_path_factory):
         return tiny_clips
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(headgan_app, "build_dataset", build)
+        patch.setattr(demos, "build_dataset", build)
         patch.setattr(headgan_app, "FITTER_SOURCE", checkpoints["dad3dnet"])
-        patch.setattr(headgan_app, "_datasets", {})
+        patch.setattr(demos, "_datasets", {})
         patch.setattr(headgan_app, "_resources", {})
         patch.setattr(headgan_app, "_fitters", {})
-        patch.setattr(headgan_app, "_output_root", tmp_path_factory.mktemp("headgan-videos"))
+        patch.setitem(demos._output_roots, "zoo-headgan-", tmp_path_factory.mktemp("headgan-videos"))
         yield built
 
 
@@ -545,7 +546,7 @@ def test_load_rejects_stills_data(tmp_path):
 def test_load_rejects_data_without_held_out_splits(tmp_path, tiny_clips, monkeypatch):
     HeadGAN(**TINY_WIDTHS, data={**DATA, "seed": 1}).save_pretrained(tmp_path)
     only_train = {"train": tiny_clips["train"]}
-    monkeypatch.setattr(headgan_app, "build_dataset", lambda data: only_train)
+    monkeypatch.setattr(demos, "build_dataset", lambda data: only_train)
 
     with pytest.raises(gr.Error, match=r"splits \['train'\] but neither of \['validation', 'test'\]"):
         headgan_app.load_resources(str(tmp_path), "HeadGAN")
@@ -557,7 +558,7 @@ def test_load_reports_failed_data_build(tmp_path, monkeypatch):
     def fail(data):
         raise ValueError("num_identities=1 leaves the splits ['test'] without an identity")
 
-    monkeypatch.setattr(headgan_app, "build_dataset", fail)
+    monkeypatch.setattr(demos, "build_dataset", fail)
 
     with pytest.raises(gr.Error, match="cannot rebuild the SynthHeads clips .*without an identity"):
         headgan_app.load_resources(str(tmp_path), "HeadGAN")

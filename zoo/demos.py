@@ -4,29 +4,55 @@ They live in the package, not in `spaces/`, because each method's Space also run
 with zoo installed from its repository. They need the `spaces` extra (Gradio). Every tab compares a method's checkpoint with its ERM baseline. These functions turn the usual
 failures (an unknown source, a checkpoint of another kind, models trained on other classes or
 data) into `gr.Error` messages that name the invalid source and what to pass instead.
+
+The reenactment tabs (Head2Head, HeadGAN) drive their models with SynthHeads clips. They share
+the clips check and cached build (`check_clips_data`, `build_clips_dataset`, `split_clips`), the
+input checks (`check_index`, `check_whole_number`, `check_choice`) and the GIF output helpers
+(`request_folder`, `frames_to_uint8`, `format_degree_range`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
 
 import zoo
 from zoo.evaluation import EvaluationError, build_dataset
 
 __all__ = [
     "Example",
+    "SynthHeadsClip",
     "astronaut_example",
+    "build_clips_dataset",
+    "check_choice",
+    "check_clips_data",
+    "check_index",
     "check_same_labels",
+    "check_whole_number",
     "example_truth",
+    "format_degree_range",
+    "frames_to_uint8",
     "load_model",
     "on_show",
     "rebuild_data",
+    "request_folder",
+    "split_clips",
     "synthheads_config",
     "synthheads_test_rows",
     "wire_example_gallery",
@@ -241,3 +267,193 @@ def wire_example_gallery(
     gallery.select(selected, None, index, api_name=f"{prefix}_select", api_visibility="private").success(
         pick, index, [image, picked, description], api_name=f"{prefix}_example"
     ).success(analyse, [image, picked], outputs, api_name=f"{prefix}_select_{action}", api_visibility="private")
+
+
+# Reenactment tabs: SynthHeads clips ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SynthHeadsClip:
+    """One clip of a SynthHeads clips split: its row, its person, and gallery frames.
+
+    `middle_frame` is the frame that the one-shot evaluation takes as the source image
+    (`reference_frames(num_frames, 1)`), or None when `split_clips` was not asked for it.
+    """
+
+    split: str
+    row: int
+    identity: int
+    clip: int
+    num_frames: int
+    first_frame: Image.Image
+    middle_frame: Image.Image | None = None
+
+    @property
+    def caption(self) -> str:
+        return f"person {self.identity}, clip {self.clip}"
+
+
+def check_clips_data(model: Any, source: str, role: str, *, purpose: str, script: str) -> dict[str, Any]:
+    """Return the SynthHeads clips config recorded in `model.config["data"]`, or raise gr.Error.
+
+    Args:
+        source: where the checkpoint was loaded from, for messages.
+        role: the model's name in the tab, for messages.
+        purpose: what the tab uses the clips for, completing "this Space needs SynthHeads clips …".
+        script: the training script whose checkpoints record such data, named as the fix.
+    """
+    data = model.config.get("data")
+    if not isinstance(data, dict) or data.get("name") != "synthheads" or data.get("kind") != "clips":
+        raise gr.Error(
+            f"{role} checkpoint {source!r} records the training data {data!r}, but this Space needs SynthHeads "
+            f"clips ('name: synthheads, kind: clips') {purpose}. Pass a checkpoint saved by {script}."
+        )
+    return data
+
+
+_datasets: dict[str, Any] = {}
+_datasets_lock = threading.Lock()
+
+
+def build_clips_dataset(data: dict[str, Any], source: str, role: str):
+    """Build the SynthHeads clips `DatasetDict` of `data` once per process, whichever tab asks first.
+
+    `build_dataset` also caches the rows on disk. The lock is held during a build, so two
+    requests for the same data build it once. Raises gr.Error naming `role`, `source` and the
+    cause when the build fails.
+    """
+    key = json.dumps(data, sort_keys=True)
+    with _datasets_lock:
+        if key not in _datasets:
+            logger.info("building the SynthHeads clips of the %s checkpoint %s", role, source)
+            try:
+                _datasets[key] = build_dataset(data)
+            except (EvaluationError, ValueError, OSError) as error:
+                message = f"cannot rebuild the SynthHeads clips {data} of {role} checkpoint {source!r}: {error}"
+                raise gr.Error(message) from error
+        return _datasets[key]
+
+
+def split_clips(
+    dataset: Any, split: str, per_person: int | None = None, *, middle_frames: bool = False
+) -> list[SynthHeadsClip]:
+    """List the clips of `split` in row order, at most `per_person` per person (all when None).
+
+    With `middle_frames` each clip also carries its middle frame, the one-shot source image.
+    """
+    from zoo.reenactment.evaluation import reference_frames
+
+    rows = dataset[split].select_columns(["identity", "clip", "frames"])
+    clips: list[SynthHeadsClip] = []
+    counts: dict[int, int] = {}
+    for index, (identity, clip) in enumerate(zip(rows["identity"], rows["clip"])):
+        identity = int(identity)
+        if per_person is not None and counts.get(identity, 0) >= per_person:
+            continue
+        counts[identity] = counts.get(identity, 0) + 1
+        frames = rows[index]["frames"]
+        middle = frames[reference_frames(len(frames), 1)[0]].convert("RGB") if middle_frames else None
+        clips.append(SynthHeadsClip(split, index, identity, int(clip), len(frames), frames[0].convert("RGB"), middle))
+    return clips
+
+
+# Reenactment tabs: inputs ----------------------------------------------------------------------
+
+
+def _whole_number(value: Any) -> int | None:
+    """Return `value` as an int if it is a whole number (an int, an integral float or such a string), else None.
+
+    Gradio sends numbers from `gr.Number` and API calls as floats, so 8.0 and "8" count as 8.
+    A bool is rejected although Python treats it as 0 or 1.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def check_index(value: Any, count: int, item: str, gallery: str) -> int:
+    """Return `value` as an index into the `count` items of a gallery, or raise gr.Error.
+
+    `item` names one entry ("driving clip") and `gallery` the entries ("driving clips"). A
+    missing value gets a message that asks for a pick; any other invalid one names the value
+    and the valid range.
+    """
+    if value is None:
+        raise gr.Error(f"no {item}: pick one in the gallery of {gallery} first")
+    position = _whole_number(value)
+    if position is None or not 0 <= position < count:
+        raise gr.Error(f"invalid {item} index {value!r}; pick a whole number from 0 to {count - 1}")
+    return position
+
+
+def check_whole_number(value: Any, minimum: int, maximum: int, name: str) -> int:
+    """Return `value` as an int from `minimum` to `maximum` inclusive, or raise gr.Error naming `name`."""
+    number = _whole_number(value)
+    if number is None or not minimum <= number <= maximum:
+        raise gr.Error(f"invalid {name} {value!r}; choose a whole number from {minimum} to {maximum}")
+    return number
+
+
+def check_choice(value: Any, choices: Sequence[int], name: str, *, choices_name: str = "") -> int:
+    """Return `value` as the int it names if that is one of `choices`, or raise gr.Error.
+
+    The message names `name`, the value and the choices, introduced by `choices_name` when
+    given ("choose one of the test-split people [3, 5]").
+    """
+    listed = f"{choices_name} {list(choices)}" if choices_name else f"{list(choices)}"
+    number = _whole_number(value)
+    if number is None or number not in choices:
+        raise gr.Error(f"invalid {name} {value!r}; choose one of {listed}")
+    return number
+
+
+# Reenactment tabs: outputs ---------------------------------------------------------------------
+
+
+_output_roots: dict[str, Path] = {}
+_output_lock = threading.Lock()
+
+
+def request_folder(prefix: str, keep: int = 32) -> Path:
+    """Create a new folder for one request's output files and delete the oldest beyond `keep`.
+
+    The folders of one `prefix` share a temporary root created on first use (and again if it
+    was deleted), so each tab cleans up only its own outputs. Gradio copies each returned file
+    into its own cache, so older folders are no longer read and 32 covers the requests in flight.
+    Raises ValueError when `keep` is below 1 or `prefix` contains a path separator.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, the folder being created, got {keep}")
+    if os.sep in prefix or (os.altsep and os.altsep in prefix):
+        raise ValueError(f"prefix {prefix!r} must be a plain folder name prefix without a path separator")
+    with _output_lock:
+        root = _output_roots.get(prefix)
+        if root is None or not root.is_dir():
+            root = _output_roots[prefix] = Path(tempfile.mkdtemp(prefix=prefix))
+        folders = sorted(root.iterdir(), key=lambda path: path.stat().st_mtime)
+        for old in folders[: max(0, len(folders) - keep + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+        folder = root / uuid.uuid4().hex
+        folder.mkdir()
+        return folder
+
+
+def frames_to_uint8(frames: Any) -> np.ndarray:
+    """Convert (T, 3, H, W) frames with values in [0, 1] to (T, H, W, 3) uint8 frames for `write_video`.
+
+    Takes a tensor or an array. Values outside [0, 1] are clipped. Raises ValueError on another shape.
+    """
+    frames = torch.as_tensor(frames).detach().cpu()
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"frames must have the shape (T, 3, H, W), got {tuple(frames.shape)}")
+    return (frames.float().clamp(0.0, 1.0).permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy()
+
+
+def format_degree_range(radians: Any) -> str:
+    """Format the range of angles given in radians as signed degrees, such as "-12.5° to +30.0°"."""
+    low, high = (math.degrees(float(value)) for value in (radians.min(), radians.max()))
+    return f"{low:+.1f}° to {high:+.1f}°"

@@ -472,11 +472,16 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         )
         # Per-feature mean and standard deviation of the training audio features: MFCCs and
         # spectral statistics have very different ranges, and AdaIN reads them through one linear layer.
-        self.register_buffer("audio_mean", torch.zeros(audio_dim))
-        self.register_buffer("audio_std", torch.ones(audio_dim))
+        # Without audio there are no statistics: two empty buffers would share storage, and
+        # safetensors would save only one of them.
+        if audio_dim > 0:
+            self.register_buffer("audio_mean", torch.zeros(audio_dim))
+            self.register_buffer("audio_std", torch.ones(audio_dim))
 
     def set_audio_statistics(self, features: torch.Tensor) -> None:
         """Record the mean and standard deviation of (N, audio_dim) training audio features."""
+        if self.audio_dim == 0:
+            raise ValueError("this HeadGAN has audio_dim=0, so it has no audio statistics")
         if features.ndim != 2 or features.shape[1] != self.audio_dim:
             raise ValueError(f"features must have shape (N, {self.audio_dim}), got {tuple(features.shape)}")
         self.audio_mean.copy_(features.mean(dim=0))
@@ -586,7 +591,7 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
                 raise ValueError("the audio features contain NaN or infinite values")
         was_training = self.training
         self.eval()
-        device = self.audio_mean.device
+        device = next(self.parameters()).device
         rendered = render_conditioning(self.renderer, motion, kinds=("nmfc",))
         driving = rendered["nmfc"] * 2.0 - 1.0
         reference_nmfc = render_conditioning(self.renderer, reference_motion, kinds=("nmfc",))["nmfc"] * 2.0 - 1.0
