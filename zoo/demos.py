@@ -277,7 +277,7 @@ class SynthHeadsClip:
     """One clip of a SynthHeads clips split: its row, its person, and gallery frames.
 
     `middle_frame` is the frame that the one-shot evaluation takes as the source image
-    (`reference_frames(num_frames, 1)`), or None when `split_clips` was not asked for it.
+    (`reference_frames(num_frames, 1)`), or None unless `split_clips` got `middle_frames=True`.
     """
 
     split: str
@@ -316,7 +316,7 @@ _datasets_lock = threading.Lock()
 
 
 def build_clips_dataset(data: dict[str, Any], source: str, role: str):
-    """Build the SynthHeads clips `DatasetDict` of `data` once per process, whichever tab asks first.
+    """Build the SynthHeads clips `DatasetDict` of `data` once per process and share it between the tabs.
 
     `build_dataset` also caches the rows on disk. The lock is held during a build, so two
     requests for the same data build it once. Raises gr.Error naming `role`, `source` and the
@@ -378,9 +378,9 @@ def _whole_number(value: Any) -> int | None:
 def check_index(value: Any, count: int, item: str, gallery: str) -> int:
     """Return `value` as an index into the `count` items of a gallery, or raise gr.Error.
 
-    `item` names one entry ("driving clip") and `gallery` the entries ("driving clips"). A
-    missing value gets a message that asks for a pick; any other invalid one names the value
-    and the valid range.
+    `item` names one entry ("driving clip") and `gallery` the entries ("driving clips"). For a
+    missing value the message requests a pick in the gallery. For any other invalid value it
+    names the value and the valid range.
     """
     if value is None:
         raise gr.Error(f"no {item}: pick one in the gallery of {gallery} first")
@@ -423,8 +423,10 @@ def request_folder(prefix: str, keep: int = 32) -> Path:
 
     The folders of one `prefix` share a temporary root created on first use (and again if it
     was deleted), so each tab cleans up only its own outputs. Gradio copies each returned file
-    into its own cache, so older folders are no longer read and 32 covers the requests in flight.
-    Raises ValueError when `keep` is below 1 or `prefix` contains a path separator.
+    into its own cache, so a folder is no longer read once its request has returned. The oldest
+    folders are deleted even while their request is still writing, so `keep` must exceed the
+    number of concurrent requests. Raises ValueError when `keep` is below 1 or `prefix`
+    contains a path separator.
     """
     if keep < 1:
         raise ValueError(f"keep must be at least 1, the folder being created, got {keep}")

@@ -19,25 +19,18 @@ when the tab is first selected.
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import math
 import os
-import shutil
-import tempfile
 import threading
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
-import torch
 from PIL import Image
 
-from zoo.demos import load_model, on_show
-from zoo.evaluation import EvaluationError, build_dataset
+from zoo.demos import SynthHeadsClip, build_clips_dataset, check_choice, check_clips_data, check_index, load_model
+from zoo.demos import check_whole_number, format_degree_range, frames_to_uint8, on_show, request_folder, split_clips
 from zoo.models.head2head import Head2Head, Head2HeadFS, write_video
 from zoo.reenactment.conditioning import MotionParameters
 
@@ -77,9 +70,6 @@ ADAPTATION_STEPS = 50
 MIN_FRAMES = 8
 MAX_FRAMES = 48
 DEFAULT_FRAMES = 24
-# Request folders of GIFs kept on disk. Gradio copies each returned file into its own cache, so
-# older folders are no longer read.
-KEPT_OUTPUT_FOLDERS = 32
 # The columns of a clip row that the driving motion and the driving video need. Reading only
 # these skips the per-frame optical flow, which is large.
 MOTION_COLUMNS = ("identity_coefficients", "expression_parameters", "jaw", "gaze", "pose", "scale", "translation")
@@ -100,64 +90,9 @@ GALLERY_LABEL = "Driving clips: first frames of validation and test clips (click
 # Data ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DrivingClip:
-    """One clip of the dataset: where its row is, whose it is, and its first frame for the gallery."""
-
-    split: str
-    row: int
-    identity: int
-    clip: int
-    num_frames: int
-    first_frame: Image.Image
-
-    @property
-    def caption(self) -> str:
-        return f"person {self.identity}, clip {self.clip}"
-
-
-_datasets: dict[str, Any] = {}
-_datasets_lock = threading.Lock()
-
-
-def _clips_data(model: Head2Head, source: str, role: str) -> dict[str, Any]:
-    data = model.config.get("data")
-    if not isinstance(data, dict) or data.get("name") != "synthheads" or data.get("kind") != "clips":
-        raise gr.Error(
-            f"{role} checkpoint {source!r} records the training data {data!r}, but this Space needs SynthHeads "
-            "clips ('name: synthheads, kind: clips') to drive it. "
-            "Pass a checkpoint saved by training/train_head2head.py."
-        )
-    return data
-
-
-def _dataset(data: dict[str, Any], source: str, role: str):
-    """Build the clips `DatasetDict` of `data` once per process; `build_dataset` also caches it on disk."""
-    key = json.dumps(data, sort_keys=True)
-    with _datasets_lock:
-        if key not in _datasets:
-            logger.info("building the SynthHeads clips of the %s checkpoint %s", role, source)
-            try:
-                _datasets[key] = build_dataset(data)
-            except (EvaluationError, ValueError, OSError) as error:
-                message = f"cannot rebuild the SynthHeads clips {data} of {role} checkpoint {source!r}: {error}"
-                raise gr.Error(message) from error
-        return _datasets[key]
-
-
-def _split_clips(dataset, split: str, per_person: int | None) -> list[DrivingClip]:
-    """Return the clips of `split` in row order, at most `per_person` per person (all when None)."""
-    rows = dataset[split].select_columns(["identity", "clip", "frames"])
-    clips: list[DrivingClip] = []
-    counts: dict[int, int] = {}
-    for index, (identity, clip) in enumerate(zip(rows["identity"], rows["clip"])):
-        identity = int(identity)
-        if per_person is not None and counts.get(identity, 0) >= per_person:
-            continue
-        counts[identity] = counts.get(identity, 0) + 1
-        frames = rows[index]["frames"]
-        clips.append(DrivingClip(split, index, identity, int(clip), len(frames), frames[0].convert("RGB")))
-    return clips
+# One clip of the dataset: its row, its person and its first frame for the gallery. Head2Head
+# lists no middle frames, so `middle_frame` is None.
+DrivingClip = SynthHeadsClip
 
 
 def _clip_row(resources: Resources, clip: DrivingClip) -> dict[str, Any]:
@@ -214,7 +149,7 @@ def _head2head_target(dataset, data: dict[str, Any]) -> tuple[int | None, Image.
     if split not in dataset:
         logger.warning("the target split %r is not in the clips; the page shows no target still", split)
         return None, None
-    clips = _split_clips(dataset, split, per_person=1)
+    clips = split_clips(dataset, split, per_person=1)
     people = sorted(clip.identity for clip in clips)
     index = int(target.get("index", 0))
     if not 0 <= index < len(people):
@@ -239,22 +174,22 @@ def load_resources(source: str, name: str = "Head2Head") -> Resources:
         model = load_model(str(source), name)
         _check_kind(model, name, str(source))
         model.eval()
-        data = _clips_data(model, str(source), name)
-        dataset = _dataset(data, str(source), name)
+        data = check_clips_data(model, str(source), name, purpose="to drive it", script="training/train_head2head.py")
+        dataset = build_clips_dataset(data, str(source), name)
         driving_splits = [split for split in DRIVING_SPLITS if split in dataset]
         if not driving_splits:
             raise gr.Error(
                 f"the clips of {name} checkpoint {str(source)!r} have splits {sorted(dataset)} but neither of "
                 f"{list(DRIVING_SPLITS)}; this Space drives the model with clips of people it never saw"
             )
-        clips = [clip for split in driving_splits for clip in _split_clips(dataset, split, CLIPS_PER_PERSON)]
+        clips = [clip for split in driving_splits for clip in split_clips(dataset, split, CLIPS_PER_PERSON)]
         if name == "Head2HeadFS":
             if ADAPTATION_SPLIT not in dataset:
                 raise gr.Error(
                     f"the clips of Head2HeadFS checkpoint {str(source)!r} have splits {sorted(dataset)} but no "
                     f"{ADAPTATION_SPLIT!r} split, whose people Head2HeadFS adapts to"
                 )
-            first_clips = {clip.identity: clip for clip in _split_clips(dataset, ADAPTATION_SPLIT, 1)}
+            first_clips = {clip.identity: clip for clip in split_clips(dataset, ADAPTATION_SPLIT, 1)}
             resources = Resources(name, str(source), model, dataset, clips, sorted(first_clips), first_clips)
         else:
             person, still = _head2head_target(dataset, data)
@@ -265,27 +200,13 @@ def load_resources(source: str, name: str = "Head2Head") -> Resources:
 
 
 def _check_person(resources: Resources, person: Any) -> int:
-    message = f"invalid target person {person!r}; choose one of the test-split people {resources.people}"
     if person is None or isinstance(person, bool):
         raise gr.Error(f"no target person: choose one of the test-split people {resources.people}")
-    try:
-        value = float(person)
-    except (TypeError, ValueError) as error:
-        raise gr.Error(message) from error
-    if not value.is_integer() or int(value) not in resources.people:
-        raise gr.Error(message)
-    return int(value)
+    return check_choice(person, resources.people, "target person", choices_name="the test-split people")
 
 
 def _check_shots(shots: Any) -> int:
-    message = f"invalid number of adaptation frames K = {shots!r}; choose one of {list(SHOT_CHOICES)}"
-    try:
-        value = float(shots)
-    except (TypeError, ValueError) as error:
-        raise gr.Error(message) from error
-    if isinstance(shots, bool) or not value.is_integer() or int(value) not in SHOT_CHOICES:
-        raise gr.Error(message)
-    return int(value)
+    return check_choice(shots, SHOT_CHOICES, "number of adaptation frames K =")
 
 
 def adapted_model(
@@ -350,63 +271,6 @@ class Reenactment:
     summary: str
 
 
-_output_root: Path | None = None
-_output_lock = threading.Lock()
-
-
-def _request_folder() -> Path:
-    """Create a folder for one request's GIFs and delete all but the newest KEPT_OUTPUT_FOLDERS."""
-    global _output_root
-    with _output_lock:
-        if _output_root is None or not _output_root.is_dir():
-            _output_root = Path(tempfile.mkdtemp(prefix="zoo-head2head-"))
-        folders = sorted(_output_root.iterdir(), key=lambda path: path.stat().st_mtime)
-        for old in folders[: max(0, len(folders) - KEPT_OUTPUT_FOLDERS + 1)]:
-            shutil.rmtree(old, ignore_errors=True)
-        folder = _output_root / uuid.uuid4().hex
-        folder.mkdir()
-        return folder
-
-
-def _to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """Turn (T, C, H, W) values in [0, 1] into (T, H, W, 3) uint8 frames."""
-    return (frames.clamp(0.0, 1.0).permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy()
-
-
-def _check_clip(resources: Resources, clip_index: Any) -> DrivingClip:
-    count = len(resources.clips)
-    if clip_index is None:
-        raise gr.Error("no driving clip: pick one in the gallery of driving clips first")
-    message = f"invalid driving clip index {clip_index!r}; pick a whole number from 0 to {count - 1}"
-    if isinstance(clip_index, bool):
-        raise gr.Error(message)
-    try:
-        position = float(clip_index)
-    except (TypeError, ValueError) as error:
-        raise gr.Error(message) from error
-    if not position.is_integer() or not 0 <= position < count:
-        raise gr.Error(message)
-    return resources.clips[int(position)]
-
-
-def _check_frames(num_frames: Any) -> int:
-    message = f"invalid frame count {num_frames!r}; choose a whole number from {MIN_FRAMES} to {MAX_FRAMES}"
-    if num_frames is None or isinstance(num_frames, bool):
-        raise gr.Error(message)
-    try:
-        value = float(num_frames)
-    except (TypeError, ValueError) as error:
-        raise gr.Error(message) from error
-    if not value.is_integer() or not MIN_FRAMES <= value <= MAX_FRAMES:
-        raise gr.Error(message)
-    return int(value)
-
-
-def _degree_range(radians: torch.Tensor) -> str:
-    low, high = (math.degrees(float(value)) for value in (radians.min(), radians.max()))
-    return f"{low:+.1f}° to {high:+.1f}°"
-
-
 def _summary(
     resources: Resources, clip: DrivingClip, frames: int, requested: int, driving: MotionParameters,
     motion: MotionParameters, target: str, losses: dict[str, float] | None,
@@ -426,7 +290,7 @@ def _summary(
         "",
         "| transferred motion | yaw | pitch | roll |",
         "| --- | --- | --- | --- |",
-        "| head pose | " + " | ".join(_degree_range(motion.pose[:, axis]) for axis in range(3)) + " |",
+        "| head pose | " + " | ".join(format_degree_range(motion.pose[:, axis]) for axis in range(3)) + " |",
         "",
         f"Jaw opening {float(motion.jaw.min()):.2f} to {float(motion.jaw.max()):.2f} rad. "
         "The expression, jaw, gaze and head rotation are the driving clip's. "
@@ -445,8 +309,8 @@ def reenact(
     frames (`adapted_model`). A clip shorter than `num_frames` drives all of its frames.
     `progress` is a `gr.Progress` or None.
     """
-    clip = _check_clip(resources, clip_index)
-    requested = _check_frames(num_frames)
+    clip = resources.clips[check_index(clip_index, len(resources.clips), "driving clip", "driving clips")]
+    requested = check_whole_number(num_frames, MIN_FRAMES, MAX_FRAMES, "frame count")
     frames = min(requested, clip.num_frames)
     losses = None
     if resources.name == "Head2HeadFS":
@@ -471,14 +335,14 @@ def reenact(
     except ValueError as error:
         raise gr.Error(f"{resources.name} failed to reenact {clip.caption}: {error}") from error
 
-    folder = _request_folder()
+    folder = request_folder("zoo-head2head-")
     fps = model.fps
     driving_frames = np.stack([np.asarray(image.convert("RGB"), dtype=np.uint8) for image in row["frames"][:frames]])
     paths = {"driving": write_video(driving_frames, folder / "driving.gif", fps=fps)}
-    paths["generated"] = write_video(_to_uint8(result["frames"]), folder / "generated.gif", fps=fps)
+    paths["generated"] = write_video(frames_to_uint8(result["frames"]), folder / "generated.gif", fps=fps)
     for kind in ("nmfc", "eyes", "shape"):
         if kind in result["conditioning"]:
-            paths[kind] = write_video(_to_uint8(result["conditioning"][kind]), folder / f"{kind}.gif", fps=fps)
+            paths[kind] = write_video(frames_to_uint8(result["conditioning"][kind]), folder / f"{kind}.gif", fps=fps)
     return Reenactment(
         target=target_still,
         driving=str(paths["driving"]),

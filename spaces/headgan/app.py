@@ -19,14 +19,10 @@ HeadGAN when the tab is first selected.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import threading
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from zoo.demos import load_model, on_show
-from zoo.evaluation import EvaluationError, build_dataset
+from zoo.demos import SynthHeadsClip, build_clips_dataset, check_choice, check_clips_data, check_index, load_model
+from zoo.demos import check_whole_number, format_degree_range, frames_to_uint8, on_show, request_folder, split_clips
 from zoo.models.dad3dnet import DAD3DNet
 from zoo.models.free_headgan import FreeHeadGAN
 from zoo.models.head2head import write_video
@@ -88,9 +84,6 @@ DEFAULT_FRAMES = 24
 # Gaze override limits in degrees: the SynthHeads gaze range, +-0.35 rad yaw and +-0.25 rad pitch.
 MAX_GAZE_YAW = 20.0
 MAX_GAZE_PITCH = 14.0
-# Request folders of GIFs kept on disk. Gradio copies each returned file into its own cache, so
-# older folders are no longer read.
-KEPT_OUTPUT_FOLDERS = 32
 # The columns of a clip row that the source, the driving motion and the driving video need.
 # Reading only these skips the per-frame optical flow, which is large.
 ROW_COLUMNS = (
@@ -119,68 +112,6 @@ GALLERY_LABEL = "Driving clips: first frames of validation and test clips (click
 
 
 # Data ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SynthHeadsClip:
-    """One clip of the dataset: where its row is, whose it is, and its first and middle frames for the galleries."""
-
-    split: str
-    row: int
-    identity: int
-    clip: int
-    num_frames: int
-    first_frame: Image.Image
-    middle_frame: Image.Image
-
-    @property
-    def caption(self) -> str:
-        return f"person {self.identity}, clip {self.clip}"
-
-
-_datasets: dict[str, Any] = {}
-_datasets_lock = threading.Lock()
-
-
-def _clips_data(model: Any, source: str, role: str) -> dict[str, Any]:
-    data = model.config.get("data")
-    if not isinstance(data, dict) or data.get("name") != "synthheads" or data.get("kind") != "clips":
-        raise gr.Error(
-            f"{role} checkpoint {source!r} records the training data {data!r}, but this Space needs SynthHeads "
-            "clips ('name: synthheads, kind: clips') for its sources and driving clips. "
-            "Pass a checkpoint saved by training/train_headgan.py."
-        )
-    return data
-
-
-def _dataset(data: dict[str, Any], source: str, role: str):
-    """Build the clips `DatasetDict` of `data` once per process; `build_dataset` also caches it on disk."""
-    key = json.dumps(data, sort_keys=True)
-    with _datasets_lock:
-        if key not in _datasets:
-            logger.info("building the SynthHeads clips of the %s checkpoint %s", role, source)
-            try:
-                _datasets[key] = build_dataset(data)
-            except (EvaluationError, ValueError, OSError) as error:
-                message = f"cannot rebuild the SynthHeads clips {data} of {role} checkpoint {source!r}: {error}"
-                raise gr.Error(message) from error
-        return _datasets[key]
-
-
-def _split_clips(dataset, split: str, per_person: int) -> list[SynthHeadsClip]:
-    """Return the clips of `split` in row order, at most `per_person` per person."""
-    rows = dataset[split].select_columns(["identity", "clip", "frames"])
-    clips: list[SynthHeadsClip] = []
-    counts: dict[int, int] = {}
-    for index, (identity, clip) in enumerate(zip(rows["identity"], rows["clip"])):
-        identity = int(identity)
-        if counts.get(identity, 0) >= per_person:
-            continue
-        counts[identity] = counts.get(identity, 0) + 1
-        frames = rows[index]["frames"]
-        first, middle = frames[0].convert("RGB"), frames[reference_frames(len(frames), 1)[0]].convert("RGB")
-        clips.append(SynthHeadsClip(split, index, identity, int(clip), len(frames), first, middle))
-    return clips
 
 
 def _clip_row(resources: Resources, clip: SynthHeadsClip) -> dict[str, Any]:
@@ -242,16 +173,20 @@ def load_resources(source: str, name: str = "HeadGAN") -> Resources:
         model = load_model(str(source), name)
         _check_kind(model, name, str(source))
         model.eval()
-        data = _clips_data(model, str(source), name)
-        dataset = _dataset(data, str(source), name)
+        data = check_clips_data(
+            model, str(source), name, purpose="for its sources and driving clips", script="training/train_headgan.py"
+        )
+        dataset = build_clips_dataset(data, str(source), name)
         splits = [split for split in DRIVING_SPLITS if split in dataset]
         if not splits:
             raise gr.Error(
                 f"the clips of {name} checkpoint {str(source)!r} have splits {sorted(dataset)} but neither of "
                 f"{list(DRIVING_SPLITS)}; this Space animates and drives with people the model never saw"
             )
-        clips = [clip for split in splits for clip in _split_clips(dataset, split, CLIPS_PER_PERSON)]
-        people = [clip for split in splits for clip in _split_clips(dataset, split, 1)]
+        clips = [
+            clip for split in splits for clip in split_clips(dataset, split, CLIPS_PER_PERSON, middle_frames=True)
+        ]
+        people = [clip for split in splits for clip in split_clips(dataset, split, 1, middle_frames=True)]
         resources = Resources(name, str(source), model, dataset, clips, people)
         _resources[key] = resources
         return resources
@@ -273,48 +208,6 @@ def load_fitter(source: str | None = None) -> DAD3DNet:
 
 
 # Inputs --------------------------------------------------------------------------------------
-
-
-def _check_index(value: Any, count: int, item: str, gallery: str) -> int:
-    """Return `value` as an index into `count` items, or raise gr.Error naming `item` and the valid range."""
-    if value is None:
-        raise gr.Error(f"no {item}: pick one in the gallery of {gallery} first")
-    message = f"invalid {item} index {value!r}; pick a whole number from 0 to {count - 1}"
-    if isinstance(value, bool):
-        raise gr.Error(message)
-    try:
-        position = float(value)
-    except (TypeError, ValueError) as error:
-        raise gr.Error(message) from error
-    if not position.is_integer() or not 0 <= position < count:
-        raise gr.Error(message)
-    return int(position)
-
-
-def _check_frames(num_frames: Any) -> int:
-    message = f"invalid frame count {num_frames!r}; choose a whole number from {MIN_FRAMES} to {MAX_FRAMES}"
-    if num_frames is None or isinstance(num_frames, bool):
-        raise gr.Error(message)
-    try:
-        value = float(num_frames)
-    except (TypeError, ValueError) as error:
-        raise gr.Error(message) from error
-    if not value.is_integer() or not MIN_FRAMES <= value <= MAX_FRAMES:
-        raise gr.Error(message)
-    return int(value)
-
-
-def _check_references(references: Any) -> int:
-    message = f"invalid number of references {references!r}; choose one of {list(REFERENCE_CHOICES)}"
-    if references is None or isinstance(references, bool):
-        raise gr.Error(message)
-    try:
-        value = float(references)
-    except (TypeError, ValueError) as error:
-        raise gr.Error(message) from error
-    if not value.is_integer() or int(value) not in REFERENCE_CHOICES:
-        raise gr.Error(message)
-    return int(value)
 
 
 def _check_angle(value: Any, limit: float, axis: str) -> float:
@@ -342,7 +235,7 @@ class SourceImages:
 
 
 def _person_source(resources: Resources, person: Any, references: int) -> SourceImages:
-    clip = resources.people[_check_index(person, len(resources.people), "source person", "source people")]
+    clip = resources.people[check_index(person, len(resources.people), "source person", "source people")]
     row = _clip_row(resources, clip)
     frames = reference_frames(clip.num_frames, references)
     images = [row["frames"][index].convert("RGB") for index in frames]
@@ -437,29 +330,6 @@ class Reenactment:
     summary: str
 
 
-_output_root: Path | None = None
-_output_lock = threading.Lock()
-
-
-def _request_folder() -> Path:
-    """Create a folder for one request's GIFs and delete all but the newest KEPT_OUTPUT_FOLDERS."""
-    global _output_root
-    with _output_lock:
-        if _output_root is None or not _output_root.is_dir():
-            _output_root = Path(tempfile.mkdtemp(prefix="zoo-headgan-"))
-        folders = sorted(_output_root.iterdir(), key=lambda path: path.stat().st_mtime)
-        for old in folders[: max(0, len(folders) - KEPT_OUTPUT_FOLDERS + 1)]:
-            shutil.rmtree(old, ignore_errors=True)
-        folder = _output_root / uuid.uuid4().hex
-        folder.mkdir()
-        return folder
-
-
-def _to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """Turn (T, C, H, W) values in [0, 1] into (T, H, W, 3) uint8 frames."""
-    return (frames.clamp(0.0, 1.0).permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy()
-
-
 def _side_by_side(images: list[Image.Image]) -> Image.Image:
     if len(images) == 1:
         return images[0]
@@ -468,11 +338,6 @@ def _side_by_side(images: list[Image.Image]) -> Image.Image:
     for index, image in enumerate(images):
         strip.paste(image, (index * width, 0))
     return strip
-
-
-def _degree_range(radians: torch.Tensor) -> str:
-    low, high = (math.degrees(float(value)) for value in (radians.min(), radians.max()))
-    return f"{low:+.1f}° to {high:+.1f}°"
 
 
 def _run_headgan(
@@ -508,7 +373,7 @@ def _run_headgan(
     motion = result["motion"]
     lines.append(
         "Gaze: the driving clip's recorded gaze, yaw "
-        f"{_degree_range(motion.gaze[:, 0])} and pitch {_degree_range(motion.gaze[:, 1])}."
+        f"{format_degree_range(motion.gaze[:, 0])} and pitch {format_degree_range(motion.gaze[:, 1])}."
     )
     return {**result, "conditioning": result["nmfc"]}, lines
 
@@ -531,7 +396,7 @@ def _run_free_headgan(
         drawn = result["gaze"]
         lines = [
             "Gaze: estimated from each driving frame by the gaze estimator, yaw "
-            f"{_degree_range(drawn[:, 0])} and pitch {_degree_range(drawn[:, 1])}."
+            f"{format_degree_range(drawn[:, 0])} and pitch {format_degree_range(drawn[:, 1])}."
         ]
     else:
         lines = [f"Gaze: overridden to yaw {degrees[0]:+.1f}° and pitch {degrees[1]:+.1f}° on every frame."]
@@ -569,9 +434,9 @@ def reenact(
     A clip shorter than `num_frames` drives all of its frames. Raises gr.Error on invalid inputs.
     """
     is_free = resources.name == "Free-HeadGAN"
-    clip = resources.clips[_check_index(clip_index, len(resources.clips), "driving clip", "driving clips")]
-    requested = _check_frames(num_frames)
-    count = _check_references(references) if is_free else 1
+    clip = resources.clips[check_index(clip_index, len(resources.clips), "driving clip", "driving clips")]
+    requested = check_whole_number(num_frames, MIN_FRAMES, MAX_FRAMES, "frame count")
+    count = check_choice(references, REFERENCE_CHOICES, "number of references") if is_free else 1
     source = _source(resources, source_kind, person, upload, count)
     frames = min(requested, clip.num_frames)
     row = _clip_row(resources, clip)
@@ -582,12 +447,12 @@ def reenact(
     else:
         result, details = _run_headgan(resources, source, row, frames, same_person, audio, audio_file, fitter)
 
-    folder = _request_folder()
+    folder = request_folder("zoo-headgan-")
     fps = resources.model.fps
     driving_frames = np.stack([np.asarray(image.convert("RGB"), dtype=np.uint8) for image in row["frames"][:frames]])
     paths = {"driving": write_video(driving_frames, folder / "driving.gif", fps=fps)}
     for kind in ("frames", "warped", "conditioning"):
-        paths[kind] = write_video(_to_uint8(result[kind]), folder / f"{kind}.gif", fps=fps)
+        paths[kind] = write_video(frames_to_uint8(result[kind]), folder / f"{kind}.gif", fps=fps)
 
     header = (
         f"**{resources.name}** animates {source.description}, driven by {clip.caption} of the {clip.split} split: "
