@@ -28,9 +28,9 @@ from spaces.dad3dnet import app as dad3dnet_app  # noqa: E402
 from spaces.facebehaviornet import app as facebehaviornet_app  # noqa: E402
 from spaces.mtl_dm import app as mtl_dm_app  # noqa: E402
 from zoo.data.digit_attributes import ATTRIBUTE_NAMES  # noqa: E402
-from zoo.data.facs import ACTION_UNITS, AU_NAMES, EXPRESSIONS  # noqa: E402
+from zoo.data.facs import ACTION_UNITS, AU_LABELS, AU_NAMES, EXPRESSIONS  # noqa: E402
 from zoo.data.synthheads.dataset import SynthHeadsConfig, identity_splits  # noqa: E402
-from zoo.demos import astronaut_example  # noqa: E402
+from zoo.demos import TRUE_BAR_COLOUR, astronaut_example  # noqa: E402
 from zoo.models import DAD3DNet, FaceBehaviorNet, MultiTaskClassifier  # noqa: E402
 
 TINY_DAD3DNET = {
@@ -291,7 +291,7 @@ def test_facebehaviornet_analyse_on_example(facebehaviornet_resources):
 
 def test_facebehaviornet_marks_true_labels(facebehaviornet_resources):
     image, truth, _ = facebehaviornet_app.example(0, facebehaviornet_resources)
-    dark = to_rgba(facebehaviornet_app.TRUE_BAR_COLOUR)
+    dark = to_rgba(TRUE_BAR_COLOUR)
 
     _, expressions, action_units, _ = facebehaviornet_app.analyse(image, facebehaviornet_resources, truth)
 
@@ -299,8 +299,7 @@ def test_facebehaviornet_marks_true_labels(facebehaviornet_resources):
     marked_expressions = [name for name, bar in zip(EXPRESSIONS, expression_bars) if bar.get_facecolor() == dark]
     assert marked_expressions == [truth["expression"]]
     au_bars = action_units.axes[0].patches
-    unit_names = facebehaviornet_app.AU_LABELS
-    marked_units = [name for name, bar in zip(unit_names, au_bars) if bar.get_facecolor() == dark]
+    marked_units = [name for name, bar in zip(AU_LABELS, au_bars) if bar.get_facecolor() == dark]
     assert len(au_bars) == len(ACTION_UNITS)
     assert marked_units == truth["active_action_units"]
 

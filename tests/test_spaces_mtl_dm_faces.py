@@ -7,6 +7,7 @@ those tests check wiring, inputs and guards, never accuracy. One test loads the 
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -25,9 +26,9 @@ if str(REPO_ROOT) not in sys.path:
 gr = pytest.importorskip("gradio")
 
 from spaces import app as combined_app  # noqa: E402
-from spaces.facebehaviornet import app as facebehaviornet_app  # noqa: E402
 from spaces.mtl_dm_faces import app as faces_app  # noqa: E402
 from zoo.data.facs import AU_LABELS, EXPRESSIONS  # noqa: E402
+from zoo.demos import EXAMPLE_IDENTITIES, IMAGES_PER_IDENTITY, TRUE_BAR_COLOUR  # noqa: E402
 from zoo.data.synthheads.dataset import SynthHeadsConfig, identity_splits  # noqa: E402
 from zoo.models import FaceBehaviorNet, MultiTaskClassifier  # noqa: E402
 from zoo.models.facebehaviornet import AU_THRESHOLD  # noqa: E402
@@ -49,7 +50,7 @@ FACE_TASKS = [
     {"name": "expression", "kind": "multiclass", "label_names": list(EXPRESSIONS)},
     {"name": "action_units", "kind": "multilabel", "label_names": list(AU_LABELS)},
 ]
-DARK = to_rgba(facebehaviornet_app.TRUE_BAR_COLOUR)
+DARK = to_rgba(TRUE_BAR_COLOUR)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -113,8 +114,8 @@ def test_examples_follow_checkpoint_data(resources):
     stills = [item for item in resources.examples if item.truth is not None]
 
     # This small build holds out fewer test identities than the gallery would show.
-    identities = min(facebehaviornet_app.EXAMPLE_IDENTITIES, len(test_identities))
-    assert len(stills) == identities * facebehaviornet_app.IMAGES_PER_IDENTITY
+    identities = min(EXAMPLE_IDENTITIES, len(test_identities))
+    assert len(stills) == identities * IMAGES_PER_IDENTITY
     assert {item.truth["identity"] for item in stills} <= test_identities
     assert all(item.image.size == (32, 32) for item in stills)
     assert all(item.truth["expression"] in EXPRESSIONS for item in stills)
@@ -130,6 +131,16 @@ def test_examples_end_with_photo(resources):
 
 def test_load_caches_per_source(checkpoint, resources):
     assert faces_app.load_resources(checkpoint) is resources
+
+
+def test_app_imports_no_other_space():
+    # A Space repo holds only this folder and installs zoo, so `spaces.*` is not importable there.
+    tree = ast.parse(Path(faces_app.__file__).read_text(encoding="utf-8"))
+    modules = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    modules += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+
+    assert "zoo.demos" in modules
+    assert [name for name in modules if name.split(".")[0] == "spaces"] == []
 
 
 def test_bundled_checkpoint_analyses_example():

@@ -9,6 +9,11 @@ The reenactment tabs (Head2Head, HeadGAN) drive their models with SynthHeads cli
 the clips check and cached build (`check_clips_data`, `build_clips_dataset`, `split_clips`), the
 input checks (`check_index`, `check_whole_number`, `check_choice`) and the GIF output helpers
 (`request_folder`, `frames_to_uint8`, `format_degree_range`).
+
+The face tabs (DAD-3DNet, FaceBehaviorNet, MTL-DM faces) share the upload check (`check_image`)
+and the example lookup (`pick_example`). The two tabs that predict the 7 expressions and 17
+action units of `zoo.data.facs` also share their labelled SynthHeads examples
+(`synthheads_expression_examples`) and probability bar charts (`expression_figure`, `au_figure`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import numpy as np
@@ -33,27 +38,44 @@ import torch
 from PIL import Image
 
 import zoo
+from zoo.data.facs import AU_LABELS, EXPRESSIONS
+from zoo.data.images import ImageInputError, ImageLike, to_pil
 from zoo.evaluation import EvaluationError, build_dataset
+from zoo.models.facebehaviornet import AU_DISPLAY_NAMES, AU_THRESHOLD
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
+    "BAR_COLOUR",
+    "EXAMPLE_IDENTITIES",
     "Example",
+    "IMAGES_PER_IDENTITY",
+    "MAX_UPLOAD_SIDE",
+    "MIN_UPLOAD_SIDE",
     "SynthHeadsClip",
+    "TRUE_BAR_COLOUR",
     "astronaut_example",
+    "au_figure",
     "build_clips_dataset",
     "check_choice",
     "check_clips_data",
+    "check_image",
     "check_index",
     "check_same_labels",
     "check_whole_number",
     "example_truth",
+    "expression_figure",
     "format_degree_range",
     "frames_to_uint8",
     "load_model",
     "on_show",
+    "pick_example",
     "rebuild_data",
     "request_folder",
     "split_clips",
     "synthheads_config",
+    "synthheads_expression_examples",
     "synthheads_test_rows",
     "wire_example_gallery",
 ]
@@ -459,3 +481,151 @@ def format_degree_range(radians: Any) -> str:
     """Format the range of angles given in radians as signed degrees, such as "-12.5° to +30.0°"."""
     low, high = (math.degrees(float(value)) for value in (radians.min(), radians.max()))
     return f"{low:+.1f}° to {high:+.1f}°"
+
+
+# Face tabs: uploads and examples ---------------------------------------------------------------
+
+
+# An upload with a shorter side than MIN_UPLOAD_SIDE px is rejected. One with a longer side than
+# MAX_UPLOAD_SIDE px is shrunk first, because the face models read crops of only `image_size` px
+# (64 for FaceBehaviorNet and 128 for DAD-3DNet by default).
+MIN_UPLOAD_SIDE = 16
+MAX_UPLOAD_SIDE = 1024
+# SynthHeads test identities, and new stills rendered per identity, in a face tab's example gallery.
+EXAMPLE_IDENTITIES = 4
+IMAGES_PER_IDENTITY = 2
+
+
+def check_image(
+    image: ImageLike | None,
+    subject: str,
+    *,
+    min_side: int = MIN_UPLOAD_SIDE,
+    max_side: int = MAX_UPLOAD_SIDE,
+) -> Image.Image:
+    """Convert an uploaded or picked image to RGB, shrunk to at most `max_side` px per side, or raise gr.Error.
+
+    `subject` names what the image shows ("face", "head") in the messages. A missing image, an
+    unreadable file and an image with a side under `min_side` px are rejected. A greyscale
+    image is repeated over the three channels, because the face models read colour images.
+    """
+    if image is None:
+        raise gr.Error(f"no image: pick an example or upload a {subject} image first")
+    try:
+        # `convert` also decodes an image that was opened lazily, so a truncated one fails here.
+        pil = to_pil(image).convert("RGB")
+    except ImageInputError as error:
+        raise gr.Error(str(error)) from error
+    except OSError as error:
+        raise gr.Error(f"cannot read the uploaded image ({error}); upload a PNG or JPEG file") from error
+    if min(pil.size) < min_side:
+        raise gr.Error(
+            f"the image is {pil.size[0]}x{pil.size[1]} px; upload a {subject} crop of at least {min_side} px per side"
+        )
+    if max(pil.size) > max_side:
+        # `convert` returned a copy, so shrinking it in place leaves the caller's image as it was.
+        pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return pil
+
+
+def pick_example(index: Any, examples: Sequence[Example]) -> tuple[int, Example]:
+    """Return the position and the entry of example `index`, or raise gr.Error naming the value and the valid range.
+
+    Gradio sends the index from `gr.Number` and API calls as a float, so 2.0 and "2" pick
+    example 2. None, a bool, a fraction and an index outside the gallery are rejected.
+    """
+    position = _whole_number(index)
+    if position is None or not 0 <= position < len(examples):
+        raise gr.Error(f"invalid example index {index!r}; pick a whole number from 0 to {len(examples) - 1}")
+    return position, examples[position]
+
+
+def synthheads_expression_examples(
+    config: Any, identities: int = EXAMPLE_IDENTITIES, images_per_identity: int = IMAGES_PER_IDENTITY
+) -> list[Example]:
+    """Render new stills of the first `identities` test-split identities of a `SynthHeadsConfig`, with their labels.
+
+    Each example's `truth` contains the person (`identity`), the `expression` name, `valence`
+    and `arousal` rounded to 4 decimals, and the `active_action_units` as FACS codes
+    (`zoo.data.facs.AU_LABELS`). Raises gr.Error when the config has no test split.
+    """
+    rows = synthheads_test_rows(config, identities, images_per_identity)
+    examples = []
+    for index, image in enumerate(rows["image"]):
+        expression = EXPRESSIONS[int(rows["expression"][index])]
+        occurrence = np.asarray(rows["au_occurrence"][index])
+        truth = {
+            "identity": int(rows["identity"][index]),
+            "expression": expression,
+            "valence": round(float(rows["valence"][index]), 4),
+            "arousal": round(float(rows["arousal"][index]), 4),
+            "active_action_units": [name for name, active in zip(AU_LABELS, occurrence) if active],
+        }
+        caption = f"person {truth['identity']}, {expression}"
+        examples.append(Example(image=image, caption=caption, truth=truth))
+    return examples
+
+
+# Face tabs: expression and action-unit figures -------------------------------------------------
+
+
+# Bars of the predicted probabilities, and of the true expression or truly active AUs.
+BAR_COLOUR = "#fdba74"
+TRUE_BAR_COLOUR = "#c2410c"
+
+
+def _probability_bars(axes: Any, names: list[str], values: list[float], true_names: set[str]) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    positions = np.arange(len(names))
+    colours = [TRUE_BAR_COLOUR if name in true_names else BAR_COLOUR for name in names]
+    bars = axes.barh(positions, values, color=colours)
+    axes.bar_label(bars, labels=[f"{value:.0%}" for value in values], fontsize=7, padding=2)
+    axes.set_yticks(positions, names, fontsize=8)
+    # The empty slot above the first bar keeps its name clear of the plot's label badge.
+    axes.set_ylim(len(names) - 0.5, -1.6)
+    axes.set_xlim(0, 1.15)
+    axes.xaxis.set_major_formatter(PercentFormatter(1.0))
+    axes.spines[["top", "right"]].set_visible(False)
+
+
+def expression_figure(probabilities: dict[str, float], true_expression: str | None = None) -> Figure:
+    """Plot the 7 expression probabilities as bars, with the true expression dark when given.
+
+    `probabilities` maps each name of `zoo.data.facs.EXPRESSIONS` to its probability. Raises
+    KeyError when one of them is missing.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.8, 3.0), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    names = list(EXPRESSIONS)
+    _probability_bars(
+        axes, names, [probabilities[name] for name in names], {true_expression} if true_expression else set()
+    )
+    axes.set_xlabel("probability" + ("; the true expression is dark" if true_expression else ""))
+    return figure
+
+
+def au_figure(
+    probabilities: dict[str, float], true_active: list[str] | None = None, *, threshold: float = AU_THRESHOLD
+) -> Figure:
+    """Plot the 17 AU probabilities as bars with a dashed line at `threshold`, and the truly active AUs dark when given.
+
+    `probabilities` maps each FACS code of `zoo.data.facs.AU_LABELS` ("AU12") to its probability,
+    and `true_active` lists codes. Pass the threshold at which the model marks an AU active; the
+    default is FaceBehaviorNet's. Raises KeyError when `probabilities` lacks a code or
+    `true_active` contains an unknown one.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.8, 4.8), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    display = dict(zip(AU_LABELS, AU_DISPLAY_NAMES))
+    names = [display[label] for label in AU_LABELS]
+    true_names = {display[label] for label in true_active or ()}
+    _probability_bars(axes, names, [probabilities[label] for label in AU_LABELS], true_names)
+    axes.axvline(threshold, color="#6b7280", linestyle="--", linewidth=0.8)
+    label = f"probability; dashed: active at {threshold:g}"
+    axes.set_xlabel(label + ("\nthe truly active AUs are dark" if true_active is not None else ""))
+    return figure

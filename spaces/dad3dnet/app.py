@@ -28,9 +28,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from PIL import Image
 
-from zoo.data.images import ImageInputError, ImageLike, to_pil
+from zoo.data.images import ImageInputError, ImageLike
 from zoo.data.synthheads.dataset import SynthHeadsConfig
-from zoo.demos import Example, astronaut_example, load_model, synthheads_config, synthheads_test_rows, wire_example_gallery
+from zoo.demos import EXAMPLE_IDENTITIES, IMAGES_PER_IDENTITY, Example, astronaut_example, check_image, load_model
+from zoo.demos import pick_example, synthheads_config, synthheads_test_rows, wire_example_gallery
 from zoo.demos import example_truth as shared_example_truth
 from zoo.geometry import HeadRenderer
 from zoo.geometry.camera import to_pixels
@@ -57,13 +58,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DAD3DNET = "dad3dnet-synthheads"
 
-# SynthHeads stills rendered per test identity, and test identities used, for the example gallery.
-IMAGES_PER_IDENTITY = 2
-EXAMPLE_IDENTITIES = 4
-# An upload larger than this is shrunk first, because the network reads a crop of only
-# `image_size` px (128 by default).
-MAX_UPLOAD_SIDE = 1024
-MIN_UPLOAD_SIDE = 16
 TURNTABLE_YAWS_DEGREES = (-90, -60, -30, 0, 30, 60, 90)
 TURNTABLE_SIZE = 160
 LANDMARK_COLOUR = "#22c55e"
@@ -153,25 +147,6 @@ def load_resources(source: str) -> Resources:
 
 
 # Alignment -----------------------------------------------------------------------------------
-
-
-def _check_image(image: ImageLike | None) -> Image.Image:
-    if image is None:
-        raise gr.Error("no image: pick an example or upload a head image first")
-    try:
-        pil = to_pil(image).convert("RGB")
-    except ImageInputError as error:
-        raise gr.Error(str(error)) from error
-    except OSError as error:
-        raise gr.Error(f"cannot read the uploaded image ({error}); upload a PNG or JPEG file") from error
-    if min(pil.size) < MIN_UPLOAD_SIDE:
-        raise gr.Error(
-            f"the image is {pil.size[0]}x{pil.size[1]} px; upload a head crop of at least {MIN_UPLOAD_SIDE} px per side"
-        )
-    if max(pil.size) > MAX_UPLOAD_SIDE:
-        pil = pil.copy()
-        pil.thumbnail((MAX_UPLOAD_SIDE, MAX_UPLOAD_SIDE), Image.Resampling.LANCZOS)
-    return pil
 
 
 def _parameters(model: DAD3DNet, prediction: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -275,7 +250,7 @@ def align(
 
     `truth` is the true pose of a SynthHeads example, shown next to the prediction.
     """
-    pil = _check_image(image)
+    pil = check_image(image, "head")
     try:
         prediction = resources.model.predict(pil)
     except ImageInputError as error:
@@ -297,24 +272,12 @@ def align(
 
 def example(index: Any, resources: Resources) -> tuple[Image.Image, dict[str, Any] | None, str]:
     """Return example `index`, its true labels (None for a real photo) and a sentence describing it."""
-    count = len(resources.examples)
-    message = f"invalid example index {index!r}; pick a whole number from 0 to {count - 1}"
-    if index is None or isinstance(index, bool):
-        raise gr.Error(message)
-    try:
-        position = float(index)
-    except (TypeError, ValueError) as error:
-        raise gr.Error(message) from error
-    if not position.is_integer() or not 0 <= position < count:
-        raise gr.Error(message)
-    chosen = resources.examples[int(position)]
+    position, chosen = pick_example(index, resources.examples)
     if chosen.truth is None:
-        description = (
-            f"Example {int(position)}: the {chosen.caption} of scikit-image, a real face. It has no true labels."
-        )
+        description = f"Example {position}: the {chosen.caption} of scikit-image, a real face. It has no true labels."
     else:
         description = (
-            f"Example {int(position)}: a SynthHeads still of {chosen.caption}, a test-split identity that training "
+            f"Example {position}: a SynthHeads still of {chosen.caption}, a test-split identity that training "
             "never saw. "
             "The table compares the predicted pose with the true one."
         )

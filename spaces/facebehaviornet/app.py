@@ -23,19 +23,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
-import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
-from matplotlib.ticker import PercentFormatter
 from PIL import Image
 
-from zoo.data.facs import AU_LABELS, EXPRESSIONS
-from zoo.data.images import ImageInputError, ImageLike, to_pil
+from zoo.data.images import ImageInputError, ImageLike
 from zoo.data.synthheads.dataset import SynthHeadsConfig
 from zoo.data.synthheads.labels import VA_CIRCUMPLEX_ANGLES
-from zoo.demos import Example, astronaut_example, load_model, synthheads_config, synthheads_test_rows, wire_example_gallery
+from zoo.demos import Example, astronaut_example, au_figure, check_image, expression_figure, load_model
+from zoo.demos import pick_example, synthheads_config, wire_example_gallery
 from zoo.demos import example_truth as shared_example_truth
-from zoo.models.facebehaviornet import AU_DISPLAY_NAMES, AU_THRESHOLD, FaceBehaviorNet
+from zoo.demos import synthheads_expression_examples as synthheads_examples
+from zoo.models.facebehaviornet import FaceBehaviorNet
 
 __all__ = [
     "CSS",
@@ -58,15 +57,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_FACEBEHAVIORNET = "facebehaviornet-synthheads"
 
-# SynthHeads stills rendered per test identity, and test identities used, for the example gallery.
-IMAGES_PER_IDENTITY = 2
-EXAMPLE_IDENTITIES = 4
-MAX_UPLOAD_SIDE = 1024
-MIN_UPLOAD_SIDE = 16
 PREDICTED_COLOUR = "#ea580c"
 TRUE_COLOUR = "#2563eb"
-BAR_COLOUR = "#fdba74"
-TRUE_BAR_COLOUR = "#c2410c"
 
 # Pass to `launch(css=...)`. It fits five example thumbnails per row below the gallery's label
 # badge, with small captions (Gradio 6.31 cuts them at 80% of the thumbnail), and scales small
@@ -88,25 +80,6 @@ GALLERY_LABEL = "Examples: SynthHeads test stills and a photo (click one)"
 def _synthheads_config(model: FaceBehaviorNet) -> SynthHeadsConfig:
     """Return the SynthHeads config of the checkpoint's training data, or the default at the model's input size."""
     return synthheads_config(model.config.get("data"), int(model.preprocessing.get("image_size", 64)))
-
-
-def synthheads_examples(config: SynthHeadsConfig) -> list[Example]:
-    """Render a few new stills of the test-split identities of `config`, with their true labels."""
-    rows = synthheads_test_rows(config, EXAMPLE_IDENTITIES, IMAGES_PER_IDENTITY)
-    examples = []
-    for index, image in enumerate(rows["image"]):
-        expression = EXPRESSIONS[int(rows["expression"][index])]
-        occurrence = np.asarray(rows["au_occurrence"][index])
-        truth = {
-            "identity": int(rows["identity"][index]),
-            "expression": expression,
-            "valence": round(float(rows["valence"][index]), 4),
-            "arousal": round(float(rows["arousal"][index]), 4),
-            "active_action_units": [name for name, active in zip(AU_LABELS, occurrence) if active],
-        }
-        caption = f"person {truth['identity']}, {expression}"
-        examples.append(Example(image=image, caption=caption, truth=truth))
-    return examples
 
 
 # Models --------------------------------------------------------------------------------------
@@ -198,63 +171,7 @@ def circumplex_figure(valence: float, arousal: float, truth: dict[str, Any] | No
     return figure
 
 
-def _bars(axes, names: list[str], values: list[float], true_names: set[str]) -> None:
-    positions = np.arange(len(names))
-    colours = [TRUE_BAR_COLOUR if name in true_names else BAR_COLOUR for name in names]
-    bars = axes.barh(positions, values, color=colours)
-    axes.bar_label(bars, labels=[f"{value:.0%}" for value in values], fontsize=7, padding=2)
-    axes.set_yticks(positions, names, fontsize=8)
-    # The empty slot above the first bar keeps its name clear of the plot's label badge.
-    axes.set_ylim(len(names) - 0.5, -1.6)
-    axes.set_xlim(0, 1.15)
-    axes.xaxis.set_major_formatter(PercentFormatter(1.0))
-    axes.spines[["top", "right"]].set_visible(False)
-
-
-def expression_figure(probabilities: dict[str, float], true_expression: str | None = None) -> Figure:
-    """Plot the 7 expression probabilities as bars, with the true expression dark when given."""
-    figure = Figure(figsize=(4.8, 3.0), dpi=100, layout="constrained")
-    axes = figure.add_subplot()
-    names = list(EXPRESSIONS)
-    _bars(axes, names, [probabilities[name] for name in names], {true_expression} if true_expression else set())
-    axes.set_xlabel("probability" + ("; the true expression is dark" if true_expression else ""))
-    return figure
-
-
-def au_figure(probabilities: dict[str, float], true_active: list[str] | None = None) -> Figure:
-    """Plot the 17 AU probabilities as bars with the 0.5 threshold, and the truly active AUs dark when given."""
-    figure = Figure(figsize=(4.8, 4.8), dpi=100, layout="constrained")
-    axes = figure.add_subplot()
-    display = dict(zip(AU_LABELS, AU_DISPLAY_NAMES))
-    names = [display[label] for label in AU_LABELS]
-    _bars(axes, names, [probabilities[label] for label in AU_LABELS], {display[label] for label in true_active or ()})
-    axes.axvline(AU_THRESHOLD, color="#6b7280", linestyle="--", linewidth=0.8)
-    label = f"probability; dashed: active at {AU_THRESHOLD:g}"
-    axes.set_xlabel(label + ("\nthe truly active AUs are dark" if true_active is not None else ""))
-    return figure
-
-
 # Demo functions ------------------------------------------------------------------------------
-
-
-def _check_image(image: ImageLike | None) -> Image.Image:
-    if image is None:
-        raise gr.Error("no image: pick an example or upload a face image first")
-    try:
-        pil = to_pil(image)
-    except ImageInputError as error:
-        raise gr.Error(str(error)) from error
-    except OSError as error:
-        raise gr.Error(f"cannot read the uploaded image ({error}); upload a PNG or JPEG file") from error
-    if min(pil.size) < MIN_UPLOAD_SIDE:
-        raise gr.Error(
-            f"the image is {pil.size[0]}x{pil.size[1]} px; upload a face crop of at least {MIN_UPLOAD_SIDE} px per side"
-        )
-    # The model reads colour images; a greyscale upload is repeated over the three channels.
-    pil = pil.convert("RGB")
-    if max(pil.size) > MAX_UPLOAD_SIDE:
-        pil.thumbnail((MAX_UPLOAD_SIDE, MAX_UPLOAD_SIDE), Image.Resampling.LANCZOS)
-    return pil
 
 
 def analyse(
@@ -264,7 +181,7 @@ def analyse(
 
     `truth` contains the labels of a SynthHeads example, drawn next to the predictions.
     """
-    pil = _check_image(image)
+    pil = check_image(image, "face")
     try:
         prediction = resources.model.predict(pil)
     except ImageInputError as error:
@@ -279,26 +196,14 @@ def analyse(
 
 def example(index: Any, resources: Resources) -> tuple[Image.Image, dict[str, Any] | None, str]:
     """Return example `index`, its true labels (None for a real photo) and a sentence describing it."""
-    count = len(resources.examples)
-    message = f"invalid example index {index!r}; pick a whole number from 0 to {count - 1}"
-    if index is None or isinstance(index, bool):
-        raise gr.Error(message)
-    try:
-        position = float(index)
-    except (TypeError, ValueError) as error:
-        raise gr.Error(message) from error
-    if not position.is_integer() or not 0 <= position < count:
-        raise gr.Error(message)
-    chosen = resources.examples[int(position)]
+    position, chosen = pick_example(index, resources.examples)
     if chosen.truth is None:
-        description = (
-            f"Example {int(position)}: the {chosen.caption} of scikit-image, a real face. It has no true labels."
-        )
+        description = f"Example {position}: the {chosen.caption} of scikit-image, a real face. It has no true labels."
         return chosen.image, None, description
     truth = chosen.truth
     active = ", ".join(name.split(" ", 1)[0] for name in truth["active_action_units"]) or "none"
     description = (
-        f"Example {int(position)}: a SynthHeads still of {chosen.caption}, a test-split identity that training "
+        f"Example {position}: a SynthHeads still of {chosen.caption}, a test-split identity that training "
         "never saw. "
         f"True labels: **{truth['expression']}**, valence {truth['valence']:+.2f}, arousal {truth['arousal']:+.2f}, "
         f"active AUs {active}."

@@ -13,40 +13,27 @@ repo id. The example faces are rendered from the checkpoint's own `config["data"
 identities of its test split. The model and the examples are cached per source. The standalone
 Space loads them at startup, and the combined app when the tab is first selected.
 
-The figures, the example faces and the upload checks are those of the FaceBehaviorNet tab,
-imported from `spaces.facebehaviornet.app`, because both tabs predict the same 7 expressions
-and 17 AUs of `zoo.data.facs`.
+The figures, the example faces and the upload check come from `zoo.demos`, which the
+FaceBehaviorNet tab uses too, because both tabs predict the same 7 expressions and 17 AUs of
+`zoo.data.facs`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):
-    # Run as `python spaces/mtl_dm_faces/app.py`: Python puts this folder on sys.path, but the
-    # FaceBehaviorNet helpers are imported as `spaces.facebehaviornet.app`, which needs the
-    # repository root.
-    # NOTE: a Space repo that holds only this folder lacks `spaces/facebehaviornet`, so this
-    # import fails there until those helpers move into the zoo package.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import gradio as gr
 from matplotlib.figure import Figure
 from PIL import Image
 
-# NOTE: `_check_image` is private to the FaceBehaviorNet module, so renaming it there breaks this import.
-from spaces.facebehaviornet.app import _check_image as check_face_image
-from spaces.facebehaviornet.app import au_figure, expression_figure, synthheads_examples
-from spaces.facebehaviornet.app import example as facebehaviornet_example
 from zoo.data.facs import AU_LABELS, AU_NAMES, EXPRESSIONS
 from zoo.data.images import ImageInputError, ImageLike
-from zoo.demos import Example, astronaut_example, load_model, synthheads_config, wire_example_gallery
+from zoo.demos import Example, astronaut_example, au_figure, check_image, expression_figure, load_model
+from zoo.demos import pick_example, synthheads_config, synthheads_expression_examples, wire_example_gallery
 from zoo.demos import example_truth as shared_example_truth
 from zoo.models.mtl_dm import MULTILABEL_THRESHOLD, MultiTaskClassifier
 
@@ -146,7 +133,7 @@ def load_resources(source: str) -> Resources:
         model.eval()
         logger.info("rendering the SynthHeads example faces")
         config = synthheads_config(model.config.get("data"), int(model.preprocessing.get("image_size", 64)))
-        examples = synthheads_examples(config)
+        examples = synthheads_expression_examples(config)
         astronaut = astronaut_example()
         if astronaut is not None:
             examples.append(Example(image=astronaut, caption="astronaut photo"))
@@ -198,16 +185,17 @@ def analyse(
 
     `truth` contains the labels of a SynthHeads example, marked dark in the figures.
     """
-    pil = check_face_image(image)
+    pil = check_image(image, "face")
     try:
         prediction = resources.model.predict(pil)
     except ImageInputError as error:
         raise gr.Error(str(error)) from error
-    # `au_figure` draws its dashed line at FaceBehaviorNet's AU threshold. It matches only because
-    # `predict` also marks an AU active at 0.5 (MULTILABEL_THRESHOLD), which the tests check.
+    true_expression = truth["expression"] if truth else None
+    true_active = truth["active_action_units"] if truth else None
     return (
-        expression_figure(prediction[EXPRESSION_TASK]["probabilities"], truth["expression"] if truth else None),
-        au_figure(prediction[ACTION_UNIT_TASK]["probabilities"], truth["active_action_units"] if truth else None),
+        expression_figure(prediction[EXPRESSION_TASK]["probabilities"], true_expression),
+        # `predict` marks an AU active at MULTILABEL_THRESHOLD, so the dashed line is drawn there.
+        au_figure(prediction[ACTION_UNIT_TASK]["probabilities"], true_active, threshold=MULTILABEL_THRESHOLD),
         report_markdown(prediction, truth),
         prediction,
     )
@@ -218,17 +206,15 @@ def example(index: Any, resources: Resources) -> tuple[Image.Image, dict[str, An
 
     Raises gr.Error for an index that is not a whole number within the gallery.
     """
-    image, truth, _ = facebehaviornet_example(index, resources)
-    position = int(float(index))
-    chosen = resources.examples[position]
-    if truth is None:
+    position, chosen = pick_example(index, resources.examples)
+    if chosen.truth is None:
         description = f"Example {position}: the {chosen.caption} of scikit-image, a real face with no true labels."
     else:
         description = (
             f"Example {position}: a SynthHeads render of {chosen.caption}, a test-split identity that training "
             "never saw."
         )
-    return image, truth, description
+    return chosen.image, chosen.truth, description
 
 
 def example_truth(image: ImageLike | None, index: Any, resources: Resources) -> dict[str, Any] | None:
