@@ -146,3 +146,23 @@ def head2headfs_synthheads(pretrained: bool = True, **kwargs):
         **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
     """
     return _load("head2headfs-synthheads", pretrained, kwargs)
+
+
+def headgan_synthheads(pretrained: bool = True, **kwargs):
+    """HeadGAN one-shot reenactment on SynthHeads: animate one 64-pixel source image from NMFC renders and audio.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("headgan-synthheads", pretrained, kwargs)
+
+
+def free_headgan_synthheads(pretrained: bool = True, **kwargs):
+    """Free-HeadGAN on SynthHeads: keypoint and gaze estimators and a sketch-conditioned generator, 1 to 3 sources, gaze editing.
+
+    Args:
+        pretrained: load the trained weights; False returns the same architecture randomly initialised.
+        **kwargs: passed to `zoo.load` (e.g. `revision`, `cache_dir`) or, without weights, to the constructor.
+    """
+    return _load("free-headgan-synthheads", pretrained, kwargs)

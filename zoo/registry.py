@@ -489,6 +489,42 @@ _ENTRIES = [
         paper=HEAD2HEADFS_PAPER,
         tags=("head-reenactment", "video-synthesis", "gan", "few-shot", "synthetic-data"),
     ),
+    CheckpointInfo(
+        id="headgan-synthheads",
+        model_class="HeadGAN",
+        hub_repo="zoo-models/headgan-synthheads",
+        sha256="6db4b41da377176802b2ecaad2ebc5e882d7b41c56b2c525f1cff7954b408615",
+        method="HeadGAN",
+        summary=(
+            "Small one-shot HeadGAN (flow and rendering networks with SPADE and audio AdaIN blocks) that animates one "
+            "64-pixel source image from NMFC renders of any driving motion and the driving audio, trained on the videos "
+            "of 28 SynthHeads people."
+        ),
+        task="image-to-image",
+        dataset="synthheads/clips",
+        train_script="training/train_headgan.py",
+        train_config="training/configs/headgan-synthheads.yaml",
+        paper=HEADGAN_PAPER,
+        tags=("head-reenactment", "one-shot", "gan", "audio", "synthetic-data"),
+    ),
+    CheckpointInfo(
+        id="free-headgan-synthheads",
+        model_class="FreeHeadGAN",
+        hub_repo="zoo-models/free-headgan-synthheads",
+        sha256="2a733847d093c3694042af66a7d507bd3feb607ea0a03bcb20f8750a169089f9",
+        method="Free-HeadGAN",
+        summary=(
+            "Small Free-HeadGAN: a canonical 3D keypoint estimator, a gaze estimator and a generator on gaze-coded "
+            "keypoint sketches that animates 1 to 3 source images of a person at 64 pixels, with gaze editing, trained "
+            "on the videos of 28 SynthHeads people."
+        ),
+        task="image-to-image",
+        dataset="synthheads/clips",
+        train_script="training/train_headgan.py",
+        train_config="training/configs/free-headgan-synthheads.yaml",
+        paper=FREE_HEADGAN_PAPER,
+        tags=("head-reenactment", "one-shot", "few-shot", "gaze", "gan", "synthetic-data"),
+    ),
 ]
 
 REGISTRY: dict[str, CheckpointInfo] = {entry.id: entry for entry in _ENTRIES}

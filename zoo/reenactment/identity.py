@@ -85,12 +85,14 @@ def train_identity_model(clips: Sequence[ClipTensors], *, steps: int = 600, batc
     model = IdentityModel(len(people))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
-    for _ in range(steps):
-        picks = torch.randint(len(frames), (batch_size,), generator=generator)
-        loss = F.cross_entropy(model(_jitter(frames[picks], generator)), labels[picks])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    # Evaluation code calls this under torch.no_grad().
+    with torch.enable_grad():
+        for _ in range(steps):
+            picks = torch.randint(len(frames), (batch_size,), generator=generator)
+            loss = F.cross_entropy(model(_jitter(frames[picks], generator)), labels[picks])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     model.eval()
     with torch.no_grad():
         accuracy = float((model(frames).argmax(dim=1) == labels).float().mean())
