@@ -297,7 +297,7 @@ def test_read_wav_and_driving_audio(tmp_path):
 
 
 def test_driving_audio_errors(tmp_path):
-    with pytest.raises(ValueError, match="one row per frame"):
+    with pytest.raises(ValueError, match="one row per driving frame"):
         driving_audio(torch.zeros(3, AUDIO_FEATURE_DIM), 4, 25.0)
     with pytest.raises(ValueError, match="waveform"):
         driving_audio(torch.zeros(2, 2, 2), 4, 25.0)
@@ -371,7 +371,7 @@ def test_headgan_predict_with_fitted_source(tmp_path, clips, clips_dataset, tiny
     source = clips[0].frames[0]
     row = clips_dataset["test"][0]
     report = model.predict(source, row, fitter=tiny_fitter, max_frames=3)
-    assert report["num_frames"] == 3 and report["audio"] == "silent"
+    assert report["num_frames"] == 3 and report["audio"] == "clip"
     assert np.asarray(report["frames"]).shape == (3, SIZE, SIZE, 3)
     tone = (np.sin(np.linspace(0, 200 * np.pi, 8000)) * 20000).astype(np.int16)
     wav = write_wav(tmp_path / "speech.wav", tone)
@@ -410,14 +410,15 @@ def test_free_headgan_bad_gaze(clips, gaze, message):
 def test_free_headgan_predict(tmp_path, clips):
     model = tiny_free()
     frames = list((clips[0].frames.permute(0, 2, 3, 1) * 255).round().byte().numpy())
-    report = model.predict([frames[0], frames[1]], frames[2:], gaze=(10.0, -5.0), max_frames=3)
-    assert report["num_frames"] == 3 and report["driving_frames"] == 3
+    report = model.predict([frames[0], frames[1]], frames[2:], gaze_degrees=(10.0, -5.0), max_frames=3)
+    assert report["num_frames"] == 3
+    assert report["driving_frames"] == FRAMES - 2
     assert np.allclose(report["gaze_degrees"][0], [10.0, -5.0], atol=1e-4)
     written = model.predict(frames[0], frames[2:4], output=tmp_path / "out.png")
     assert Path(written["output"]).is_file()
     with pytest.raises(ValueError, match="reads no audio"):
         model.predict(frames[0], frames[2:4], audio="speech.wav")
-    with pytest.raises(ValueError, match="max_frames"):
+    with pytest.raises(ValueError, match="frame limit must be a positive whole number"):
         model.reenact(frames[0], frames[2:4], max_frames=0)
 
 
@@ -527,7 +528,9 @@ def test_cli_predict_one_shot(tmp_path, clips, capsys):
     assert "--source IMAGE" in capsys.readouterr().err
     assert cli.main(["predict", str(checkpoint), str(frames), "--source", str(source), "--audio", "a.wav",
                      "--output", str(output)]) == 1
-    assert "does not take --audio" in capsys.readouterr().err
+    assert "does not take --audio: audio is HeadGAN's" in capsys.readouterr().err
+    assert cli.main(["predict", str(checkpoint), str(frames), "--source", str(source), "--max-frames", "0"]) == 1
+    assert "--max-frames must be at least 1" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- training script
@@ -623,3 +626,69 @@ def test_headgan_without_audio_round_trip(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = zoo.load(tmp_path)
     assert loaded.audio_dim == 0
+
+
+def test_driving_audio_resamples_to_16_khz(tmp_path):
+    seconds = np.arange(16000) / 16000.0
+    speech = 0.4 * np.sin(2 * np.pi * 220 * seconds) * (np.sin(2 * np.pi * 3 * seconds) > 0)
+    fast = np.interp(np.arange(48000) / 48000.0, seconds, speech)
+    low = write_wav(tmp_path / "low.wav", (speech * 32767).astype(np.int16))
+    high = write_wav(tmp_path / "high.wav", (fast * 32767).astype(np.int16), rate=48000)
+    at_16 = driving_audio(low, 20, 25.0)
+    at_48 = driving_audio(high, 20, 25.0)
+    silence = silent_audio(20)
+    assert (at_48 - at_16).abs().mean() < 0.25 * (at_16 - silence).abs().mean()
+
+
+@pytest.mark.parametrize(
+    ("audio", "message"),
+    [
+        (np.full(100, 3000.0), "divide 16-bit PCM samples by 32768"),
+        (np.zeros(0), "waveform is empty"),
+        (np.zeros((2, 100)), "average the channels"),
+    ],
+)
+def test_driving_audio_rejects_bad_waveforms(audio, message):
+    with pytest.raises(ValueError, match=message):
+        driving_audio(audio, 4, 25.0)
+
+
+def test_load_frames_rejects_out_of_range_tensor():
+    from zoo.data.images import ImageInputError
+
+    with pytest.raises(ImageInputError, match="float tensor in \\[0, 1\\]"):
+        load_frames(torch.full((3, SIZE, SIZE), 200.0), SIZE)
+    with pytest.raises(ImageInputError, match="float tensor in \\[0, 1\\]"):
+        load_frames(torch.full((3, SIZE, SIZE), float("nan")), SIZE)
+
+
+@pytest.mark.parametrize(
+    ("gaze", "message"), [(15, "two finite angles"), ((200, 0), "yaw 200 and pitch 0 degrees"), ((1, float("nan")), "finite")]
+)
+def test_free_headgan_predict_bad_gaze_degrees(clips, gaze, message):
+    frames = list((clips[0].frames.permute(0, 2, 3, 1) * 255).round().byte().numpy())
+    with pytest.raises(ValueError, match=message):
+        tiny_free().predict(frames[0], frames[1:3], gaze_degrees=gaze)
+
+
+def test_free_headgan_driving_inputs(clips_dataset, tmp_path):
+    model = tiny_free()
+    row = clips_dataset["test"][0]
+    result = model.reenact(row["frames"][0], row, max_frames=2)
+    assert result["frames"].shape[0] == 2
+    assert result["driving_frames"] == FRAMES
+    with pytest.raises(ValueError, match="not motion parameters"):
+        model.reenact(row["frames"][0], {"pose": [[0.0, 0.0, 0.0]]})
+    with pytest.raises(ValueError, match="cannot read the motion file motion.npz"):
+        model.reenact(row["frames"][0], str(tmp_path / "motion.npz"))
+
+
+def test_headgan_reads_clip_row_audio(clips_dataset, tiny_fitter):
+    model = tiny_headgan()
+    row = clips_dataset["test"][0]
+    source = row["frames"][0]
+    report = model.predict(source, row, fitter=tiny_fitter, max_frames=2)
+    assert report["audio"] == "clip"
+    assert report["driving_frames"] == FRAMES
+    assert np.asarray(report["pose_degrees"]).shape == (2, 3)
+    assert tiny_headgan(audio_dim=0).reenact(source, row, fitter=tiny_fitter, max_frames=1)["audio"] == "not read"

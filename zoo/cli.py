@@ -102,9 +102,13 @@ def _predict_video(model, args: argparse.Namespace) -> int:
             f"note: {type(model).__name__} is the generic model, not adapted to any person; "
             "adapt it in Python with `model.adapted(frames, motion)` first", file=sys.stderr,
         )
+    name = getattr(model, "display_name", type(model).__name__)
+    if args.max_frames is not None and args.max_frames < 1:
+        print(f"error: --max-frames must be at least 1, got {args.max_frames}", file=sys.stderr)
+        return 1
     needs_source = getattr(model, "needs_source", False)
     if needs_source and not args.source:
-        print(f"error: {type(model).__name__} animates a source image: pass it with --source IMAGE", file=sys.stderr)
+        print(f"error: {name} animates a source image: pass it with --source IMAGE", file=sys.stderr)
         return 1
     unused = [flag for flag, value, accepted in (
         ("--source", args.source, needs_source),
@@ -112,14 +116,20 @@ def _predict_video(model, args: argparse.Namespace) -> int:
         ("--gaze", args.gaze, hasattr(model, "gaze_edits")),
     ) if value and not accepted]
     if unused:
-        print(f"error: {type(model).__name__} does not take {', '.join(unused)}", file=sys.stderr)
+        hints = {
+            "--gaze": "gaze editing is Free-HeadGAN's (free-headgan-synthheads)",
+            "--audio": "audio is HeadGAN's (headgan-synthheads)",
+            "--source": "it renders the person it was trained on",
+        }
+        reasons = "; ".join(hints[flag] for flag in unused)
+        print(f"error: {name} does not take {', '.join(unused)}: {reasons}", file=sys.stderr)
         return 1
     try:
         driving = inputs[0] if inputs[0].endswith(".npz") else _video_frame_paths(inputs)
         if needs_source:
             options = {"audio": args.audio} if args.audio else {}
             if args.gaze:
-                options["gaze"] = args.gaze
+                options["gaze_degrees"] = args.gaze
             result = model.predict(args.source if len(args.source) > 1 else args.source[0], driving, output=output,
                                    max_frames=args.max_frames, **options)
         else:

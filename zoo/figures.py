@@ -279,7 +279,7 @@ def one_shot_grid(path: Path, model, dataset, *, split: str = "test", references
     own = model.animate_clip(clip, chosen)
     picks = np.linspace(0, clip.num_frames - 1, columns).round().astype(int).tolist()
     cross = model.animate_clip(clip, chosen, driver=driver)
-    name = type(model).__name__
+    name = getattr(model, "display_name", type(model).__name__)
     rows = [
         (f"reference{'s' if len(chosen) > 1 else ''} (person {clip.identity})", _frames_to_tiles(clip.frames, chosen)),
         ("real frames", _frames_to_tiles(clip.frames, picks)),
@@ -331,7 +331,7 @@ def one_shot_photo_figure(path: Path, model, dataset, *, split: str = "test", co
     rows = [
         ("astronaut (source)", _frames_to_tiles(source, [0])),
         (f"driving (person {driver.identity})", _frames_to_tiles(frames, everything)),
-        (type(model).__name__, _frames_to_tiles(result["frames"], everything)),
+        (getattr(model, "display_name", type(model).__name__), _frames_to_tiles(result["frames"], everything)),
         ("warp only", _frames_to_tiles(result["warped"], everything)),
     ]
     _labelled_rows(path, rows, tile=tile, title="A real photo as the source (out of distribution: trained on SynthHeads renders only)")

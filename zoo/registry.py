@@ -441,7 +441,7 @@ _ENTRIES = [
         id="facebehaviornet-synthheads",
         model_class="FaceBehaviorNet",
         hub_repo="zoo-models/facebehaviornet-synthheads",
-        sha256="f29f50a47eb74b92b5ba374e72fbc29106fa0f4360d06dbe6449f46040c1af79",
+        sha256="dac180263501b727aa098524e385cb3640347d0105cb6b66163a37ade6fde830",
         method="FaceBehaviorNet",
         summary=(
             "Small CNN with valence-arousal, 7-expression and 17-AU heads, trained with co-annotation and "

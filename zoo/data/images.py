@@ -78,7 +78,12 @@ def to_pil(image: ImageLike) -> Image.Image:
             # Clamping 0-255 values to [0, 1] would silently binarise the image.
             array = image.detach().cpu().permute(1, 2, 0).numpy()
         elif image.is_floating_point():
-            array = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            values = image.detach().cpu()
+            if values.numel() and (not bool(torch.isfinite(values).all()) or float(values.min()) < 0.0 or float(values.max()) > 1.0):
+                raise ImageInputError(
+                    f"expected a uint8 tensor or a float tensor in [0, 1], got range [{float(values.min())}, {float(values.max())}]"
+                )
+            array = (values.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         else:
             raise ImageInputError(f"expected a uint8 tensor or a float tensor in [0, 1], got dtype {image.dtype}")
         return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)

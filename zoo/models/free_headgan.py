@@ -29,11 +29,13 @@ What differs from the paper, and why:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,6 +55,7 @@ from zoo.reenactment.keypoints import (
 
 __all__ = [
     "GAZE_CROPS",
+    "GAZE_TRAINING_RANGE_DEGREES",
     "KEYPOINT_LOSS_WEIGHTS",
     "CanonicalKeypointEstimator",
     "FreeHeadGAN",
@@ -64,6 +67,8 @@ __all__ = [
     "keypoint_targets",
     "transfer_keypoints",
 ]
+
+logger = logging.getLogger(__name__)
 
 # Normalised image units per cm that frame the mean 24 cm head at 80% of the image side, the
 # SynthHeads framing (`zoo.data.synthheads.dataset.BASE_SCALE`). An untrained estimator
@@ -84,6 +89,9 @@ KEYPOINT_LOSS_WEIGHTS: dict[str, float] = {
     "deformation": 0.1,
 }
 GAZE_CROPS = ("eyes", "face")
+# Largest |yaw| and |pitch| of SynthHeads gaze relative to the head, in degrees (0.35 and 0.25 rad,
+# `zoo.data.synthheads.motion.MotionConfig`).
+GAZE_TRAINING_RANGE_DEGREES = (20.0, 14.0)
 # iBUG indices of the eye corners, left to right in a frontal image: the subject's right eye
 # (outer 36, inner 39), then the left eye (inner 42, outer 45).
 _EYE_CORNERS = ((36, 39), (42, 45))
@@ -445,6 +453,7 @@ class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tag
     """
 
     audio_dim = 0
+    display_name = "Free-HeadGAN"
 
     def __init__(
         self,
@@ -651,31 +660,54 @@ class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tag
         Args:
             source: a source image or a list of them (paths, PIL images, arrays or tensors), head
                 crops of the model's size; several are fused with attention.
-            driving: the driving frames (a list of images or a (T, 3, H, W) tensor in [0, 1]).
+            driving: the driving frames (a list of images or a (T, 3, H, W) tensor in [0, 1]), or a
+                SynthHeads clip row, whose ``frames`` drive. Motion parameters alone cannot drive
+                Free-HeadGAN, which reads keypoints from images.
             gaze: None keeps the driving gaze; (yaw, pitch) in radians, or one pair per frame,
                 replaces it (gaze editing).
             max_frames: generate at most this many frames.
+
+        Returns:
+            `animate`'s dict plus ``driving_frames``, the length of the driving input.
         """
         from zoo.reenactment.one_shot import load_frames
 
+        if isinstance(driving, Mapping):
+            if "frames" not in driving:
+                raise ValueError(
+                    "Free-HeadGAN is driven by video frames: pass a list of frames or a SynthHeads clip row with a "
+                    "'frames' column, not motion parameters"
+                )
+            driving = driving["frames"]
+        if isinstance(driving, (str, Path)) and str(driving).endswith(".npz"):
+            raise ValueError(
+                f"Free-HeadGAN is driven by video frames and has no morphable model, so it cannot read the motion file "
+                f"{Path(driving).name}; pass the driving video's frames"
+            )
+        if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+            raise ValueError(f"the frame limit must be a positive whole number or None, got {max_frames!r}")
         sources = load_frames(source, self.image_size, "source image")
-        frames = load_frames(driving, self.image_size, "driving frame")
-        if max_frames is not None:
-            if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
-                raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+        if isinstance(driving, (list, tuple)):
+            # Only the frames that will be generated are read.
+            total = len(driving)
+            frames = load_frames(list(driving)[:max_frames], self.image_size, "driving frame")
+        else:
+            frames = load_frames(driving, self.image_size, "driving frame")
+            total = int(frames.shape[0])
             frames = frames[:max_frames]
         result = self.animate(sources, frames, gaze=gaze)
-        result["driving_frames"] = frames.shape[0]
+        result["driving_frames"] = total
         return result
 
-    def predict(self, source: Any, driving: Any = None, *, gaze: Any = None, output: str | Path | None = None,
+    def predict(self, source: Any, driving: Any = None, *, gaze_degrees: Any = None, output: str | Path | None = None,
                 max_frames: int | None = 250, **unused: Any) -> dict[str, Any]:
         """Animate source image(s) with driving frames; return JSON-able results.
 
         Args:
             source: one source image or a list (64 x 64 head crops for the bundled checkpoint).
             driving: the driving video frames.
-            gaze: (yaw, pitch) in degrees to look at instead of the driving gaze, or None.
+            gaze_degrees: (yaw, pitch) in degrees, relative to the head, to look at instead of the
+                driving gaze, or None. SynthHeads trains on yaw within +-20 and pitch within +-14.
             output: write the video as an animated GIF (or a PNG strip for a .png name).
             max_frames: generate at most this many frames (None for all).
         """
@@ -685,9 +717,22 @@ class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tag
             raise ValueError("Free-HeadGAN needs driving video frames besides the source image")
         if unused.get("audio") is not None:
             raise ValueError("Free-HeadGAN reads no audio; drop the audio input")
-        radians = None if gaze is None else [math.radians(float(value)) for value in gaze]
-        if radians is not None and len(radians) != 2:
-            raise ValueError(f"gaze must be (yaw, pitch) in degrees, got {gaze!r}")
+        unknown = sorted(name for name in unused if name != "audio")
+        if unknown:
+            raise TypeError(f"unexpected arguments {unknown}; Free-HeadGAN.predict takes gaze_degrees, output and max_frames")
+        radians = None
+        if gaze_degrees is not None:
+            values = np.atleast_1d(np.asarray(gaze_degrees, dtype=np.float64))
+            if values.shape != (2,) or not np.isfinite(values).all():
+                raise ValueError(f"gaze must be two finite angles, yaw and pitch in degrees, got {gaze_degrees!r}")
+            if np.abs(values).max() > 90.0:
+                raise ValueError(f"gaze yaw {values[0]:g} and pitch {values[1]:g} degrees must lie within +-90 degrees of the head")
+            if abs(values[0]) > GAZE_TRAINING_RANGE_DEGREES[0] or abs(values[1]) > GAZE_TRAINING_RANGE_DEGREES[1]:
+                logger.warning(
+                    "gaze yaw %g and pitch %g degrees lie outside the SynthHeads training range (+-%g, +-%g); "
+                    "expect the eyes not to follow", values[0], values[1], *GAZE_TRAINING_RANGE_DEGREES,
+                )
+            radians = [math.radians(float(value)) for value in values]
         result = self.reenact(source, driving, gaze=radians, max_frames=max_frames)
         return video_report(result["frames"], output, fps=self.fps, extra={
             "driving_frames": result["driving_frames"], "image_size": self.image_size,

@@ -27,9 +27,11 @@ computed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -407,6 +409,8 @@ class OneShotInference:
 
     video_output = True
     needs_source = True
+    # The method's name in messages and figures.
+    display_name = "HeadGAN"
 
     @property
     def renderer(self):
@@ -640,14 +644,16 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
             driving: driving motion or video frames (`zoo.models.head2head.motion_from_inputs`).
             source_motion: `MotionParameters` of the source (one frame). None fits the source with
                 DAD-3DNet (`fitter`, the bundled one when None).
-            audio: the driving audio: a .wav path, a 16 kHz waveform, (T, 84) features, or None
-                for silence (`zoo.reenactment.one_shot.driving_audio`).
+            audio: the driving audio: a .wav path, a 16 kHz waveform, (T, 84) features, or None.
+                None takes the ``audio_features`` of a SynthHeads clip row given as `driving`, and
+                is silence otherwise (`zoo.reenactment.one_shot.driving_audio`).
             adapt_camera: move the driving head relative to the source's framing (cross-identity);
                 False keeps the driving scale and translation (self-reenactment).
             max_frames: generate at most this many frames.
 
         Returns:
-            `animate`'s dict plus ``motion`` (the rendered motion) and ``audio`` ("given" or "silent").
+            `animate`'s dict plus ``motion`` (the rendered motion), ``driving_frames`` (the length of
+            the driving input) and ``audio`` ("given", "clip" or "silent").
         """
         from zoo.models.head2head import fit_motion, motion_from_inputs
         from zoo.reenactment.one_shot import driving_audio, load_frames
@@ -658,12 +664,22 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
             raise ValueError(f"HeadGAN animates one source image, got {reference.shape[0]}")
         if source_motion is None:
             source_motion = fit_motion([reference[0]], fitter=fitter)
-        driving_motion = motion_from_inputs(driving, fitter=fitter, frames=max_frames)
+        driving_motion = motion_from_inputs(driving, fitter=fitter)
+        total = driving_motion.num_frames
+        if max_frames is not None:
+            if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
+                raise ValueError(f"the frame limit must be a positive whole number or None, got {max_frames!r}")
+            driving_motion = driving_motion.index(slice(0, max_frames))
         motion = adapt_geometry(source_motion.index(0), driving_motion, adapt_camera=adapt_camera)
+        source_of_audio = "given" if audio is not None else "silent"
+        if audio is None and isinstance(driving, Mapping) and "audio_features" in driving:
+            audio = torch.as_tensor(np.asarray(driving["audio_features"], dtype=np.float32))[: motion.num_frames]
+            source_of_audio = "clip"
         features = driving_audio(audio, motion.num_frames, self.fps) if self.audio_dim else None
         result = self.animate(reference[0], source_motion.index(0), motion, features)
         result["motion"] = motion
-        result["audio"] = "silent" if audio is None else "given"
+        result["driving_frames"] = total
+        result["audio"] = source_of_audio if self.audio_dim else "not read"
         return result
 
     def predict(self, source: Any, driving: Any = None, *, audio: Any = None, output: str | Path | None = None,
@@ -684,7 +700,8 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
             raise ValueError("HeadGAN needs a driving video or motion besides the source image")
         result = self.reenact(source, driving, fitter=fitter, audio=audio, max_frames=max_frames)
         return video_report(result["frames"], output, fps=self.fps, extra={
-            "audio": result["audio"], "image_size": self.image_size, "pose": result["motion"].pose.tolist(),
+            "driving_frames": result["driving_frames"], "audio": result["audio"], "image_size": self.image_size,
+            "pose_degrees": torch.rad2deg(result["motion"].pose).tolist(),
         })
 
     # ------------------------------------------------------------------ evaluation

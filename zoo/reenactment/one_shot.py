@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -286,8 +287,6 @@ def read_wav(path: str | Path) -> tuple[torch.Tensor, int]:
     """Read a PCM .wav file with the standard library: (samples,) float waveform in [-1, 1] (channels averaged) and its rate."""
     import wave
 
-    import numpy as np
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
@@ -296,7 +295,8 @@ def read_wav(path: str | Path) -> tuple[torch.Tensor, int]:
             width, channels, rate = reader.getsampwidth(), reader.getnchannels(), reader.getframerate()
             data = reader.readframes(reader.getnframes())
     except (wave.Error, EOFError) as error:
-        raise ValueError(f"{path.name} is not a PCM .wav file ({error}); convert the audio to 16-bit PCM .wav") from error
+        reason = str(error) or "the file ends before its header does"
+        raise ValueError(f"{path.name} is not a PCM .wav file ({reason}); convert the audio to 16-bit PCM .wav") from error
     if width not in (1, 2, 4):
         raise ValueError(f"{path.name} has {8 * width}-bit samples; convert it to 16-bit PCM .wav")
     dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[width]
@@ -312,9 +312,15 @@ def read_wav(path: str | Path) -> tuple[torch.Tensor, int]:
 def driving_audio(audio: Any, num_frames: int, fps: float) -> torch.Tensor:
     """Turn an audio input into (T, 84) per-frame features.
 
-    Accepts None (silence), a .wav path, a (samples,) waveform at 16 kHz, or (T, 84) features.
+    Accepts None (silence), a .wav path at any sample rate, a mono (samples,) waveform at 16 kHz
+    in [-1, 1], or (T, 84) features. Audio at another rate is resampled to 16 kHz, the rate of
+    the training features, because the features' mel bands and spectral statistics depend on it.
     A track shorter than the video is padded with silence; a longer one is cut.
     """
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
     from zoo.data.synthheads.audio import AUDIO_FEATURE_DIM, DEFAULT_SAMPLE_RATE, audio_features, num_audio_samples
 
     if audio is None:
@@ -322,16 +328,33 @@ def driving_audio(audio: Any, num_frames: int, fps: float) -> torch.Tensor:
     if isinstance(audio, (str, Path)):
         waveform, rate = read_wav(audio)
     else:
-        values = torch.as_tensor(audio, dtype=torch.float32)
-        if values.ndim == 2:
-            if values.shape != (num_frames, AUDIO_FEATURE_DIM):
-                raise ValueError(f"audio features must have shape ({num_frames}, {AUDIO_FEATURE_DIM}), one row per frame, got {tuple(values.shape)}")
+        values = torch.as_tensor(np.asarray(audio) if not isinstance(audio, torch.Tensor) else audio).to(torch.float32)
+        if values.ndim == 2 and values.shape[1] == AUDIO_FEATURE_DIM:
+            if values.shape[0] != num_frames:
+                raise ValueError(
+                    f"audio features must have shape ({num_frames}, {AUDIO_FEATURE_DIM}), one row per driving frame, "
+                    f"got {tuple(values.shape)}"
+                )
             return values
         if values.ndim != 1:
-            raise ValueError(f"audio must be a .wav path, a (samples,) waveform or (T, {AUDIO_FEATURE_DIM}) features, got shape {tuple(values.shape)}")
+            raise ValueError(
+                f"audio must be a .wav path, a mono (samples,) waveform or ({num_frames}, {AUDIO_FEATURE_DIM}) features, "
+                f"got shape {tuple(values.shape)}; average the channels of a stereo waveform"
+            )
+        if values.numel() == 0:
+            raise ValueError("the audio waveform is empty; pass None for silence")
+        if bool(torch.isfinite(values).all()) and float(values.abs().max()) > 1.0:
+            raise ValueError(
+                f"waveform samples must lie in [-1, 1], got a peak of {float(values.abs().max()):g}; "
+                "divide 16-bit PCM samples by 32768"
+            )
         waveform, rate = values, DEFAULT_SAMPLE_RATE
     if not bool(torch.isfinite(waveform).all()):
-        raise ValueError("the audio waveform contains NaN or infinite samples")
+        raise ValueError("the audio waveform contains NaN or infinite samples; replace them (for example with 0) first")
+    if rate != DEFAULT_SAMPLE_RATE:
+        common = gcd(DEFAULT_SAMPLE_RATE, rate)
+        resampled = resample_poly(waveform.numpy().astype(np.float64), DEFAULT_SAMPLE_RATE // common, rate // common)
+        waveform, rate = torch.from_numpy(resampled.astype(np.float32)), DEFAULT_SAMPLE_RATE
     needed = num_audio_samples(num_frames, fps, rate)
     waveform = torch.nn.functional.pad(waveform[:needed], (0, max(0, needed - waveform.shape[0])))
     return audio_features(waveform, sample_rate=rate, fps=fps, num_frames=num_frames)
