@@ -7,7 +7,9 @@ configs record. The tests check wiring, inputs and guards, never quality.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import sys
 import wave
 from pathlib import Path
@@ -338,6 +340,68 @@ def test_reenact_accepts_upload_of_model_size(headgan):
     assert gif_frames(result.generated) == (8, (64, 64))
 
 
+def test_reenact_headgan_ignores_gaze_override(headgan, monkeypatch):
+    spy = ReenactSpy(monkeypatch, HeadGAN)
+
+    result = headgan_app.reenact(headgan, person=0, clip_index=1, num_frames=8, override_gaze=True, yaw=15, pitch=0)
+
+    args, kwargs = spy.calls[0]
+    assert "gaze" not in kwargs
+    clip = headgan.clips[1]
+    recorded = torch.as_tensor(np.asarray(headgan.dataset[clip.split][clip.row]["gaze"], dtype=np.float32)[:8])
+    assert torch.allclose(args[1].gaze, recorded)
+    assert "HeadGAN takes gaze from the driving motion, so the gaze override was ignored." in result.summary
+    assert "The override applies to Free-HeadGAN only." in result.summary
+    assert "Gaze: the driving clip's recorded gaze" in result.summary
+    assert "overridden" not in result.summary
+
+
+def test_reenact_headgan_no_override_note(headgan):
+    result = headgan_app.reenact(headgan, person=0, clip_index=1, num_frames=8, override_gaze=False, yaw=15, pitch=0)
+
+    assert "gaze override was ignored" not in result.summary
+
+
+def test_reenact_headgan_constant_gaze_one_value(headgan, monkeypatch):
+    original = HeadGAN.reenact
+
+    def constant_gaze(model, *args, **kwargs):
+        result = original(model, *args, **kwargs)
+        motion = result["motion"]
+        gaze = torch.tensor([math.radians(10.9), math.radians(6.1)]).expand_as(motion.gaze).clone()
+        return {**result, "motion": dataclasses.replace(motion, gaze=gaze)}
+
+    monkeypatch.setattr(HeadGAN, "reenact", constant_gaze)
+
+    result = headgan_app.reenact(headgan, person=0, clip_index=1, num_frames=8)
+
+    assert "Gaze: the driving clip's recorded gaze, yaw +10.9° and pitch +6.1°." in result.summary
+
+
+def test_reenact_summary_has_no_equal_range_ends(headgan, free_headgan):
+    for resources in (headgan, free_headgan):
+        summary = headgan_app.reenact(resources, person=0, clip_index=1, num_frames=8).summary
+
+        for low, high in re.findall(r"([+-]\d+\.\d°) to ([+-]\d+\.\d°)", summary):
+            assert low != high, summary
+
+
+def test_format_degree_range_collapses_equal_ends():
+    constant = np.full(4, math.radians(10.9))
+
+    assert demos.format_degree_range(constant, collapse_equal=True) == "+10.9°"
+    assert demos.format_degree_range(constant) == "+10.9° to +10.9°"
+    # Ends that differ below the printed precision print as one value too.
+    assert demos.format_degree_range(np.radians([10.91, 10.94]), collapse_equal=True) == "+10.9°"
+
+
+def test_format_degree_range_keeps_ranges():
+    radians = np.radians([-12.5, 0.0, 30.0])
+
+    assert demos.format_degree_range(radians, collapse_equal=True) == "-12.5° to +30.0°"
+    assert demos.format_degree_range(radians) == "-12.5° to +30.0°"
+
+
 # Reenactment: Free-HeadGAN -------------------------------------------------------------------
 
 
@@ -626,30 +690,62 @@ def test_source_kind_event_toggles_inputs(checkpoints):
 
     assert gallery.visible is False
     assert upload.visible is True
-    assert references.value == 1
+    assert references.value == "1"
     assert references.interactive is False
+
+
+def test_references_radio_offers_string_choices(checkpoints):
+    demo = headgan_app.build_demo(headgan=checkpoints["headgan"], free_headgan=checkpoints["free_headgan"])
+    radio = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "headgan-references")
+
+    assert radio.api_info()["enum"] == ["1", "3"]
+    assert radio.api_info()["type"] == "string"
+    assert radio.value == "1"
+    for choice in ("1", "3"):
+        assert radio.preprocess(choice) == choice
 
 
 def test_reenact_event_runs_free_headgan(checkpoints, free_headgan):
     demo = headgan_app.build_demo(headgan=checkpoints["headgan"], free_headgan=checkpoints["free_headgan"])
     run = next(fn for fn in demo.fns.values() if fn.api_name == "headgan_reenact")
 
-    values = run.fn("Free-HeadGAN", "SynthHeads person", 0, None, 3, 1, 8, "clip audio", None, True, 5, 5)
+    values = run.fn("Free-HeadGAN", "SynthHeads person", 0, None, "3", 1, 8, "clip audio", None, True, 5, 5)
 
     assert len(values) == len(run.outputs)
     assert values[0].size == (192, 64)
-    assert values[4].label == "Conditioning: keypoint sketch"
-    assert gif_duration_ms(values[4].value["path"]) == 8 * 40
+    # A plain path, so that API clients get the file as the other videos.
+    assert isinstance(values[4], str)
+    assert gif_duration_ms(values[4]) == 8 * 40
     assert "overridden to yaw +5.0°" in values[5]
+    assert "3 references are fused" in values[5]
+
+
+@pytest.mark.parametrize("references", ["1", 1, 1.0])
+def test_reenact_event_accepts_reference_forms(checkpoints, free_headgan, references):
+    demo = headgan_app.build_demo(headgan=checkpoints["headgan"], free_headgan=checkpoints["free_headgan"])
+    run = next(fn for fn in demo.fns.values() if fn.api_name == "headgan_reenact")
+
+    values = run.fn("Free-HeadGAN", "SynthHeads person", 0, None, references, 1, 8, "clip audio", None, False, 0, 0)
+
+    assert values[0].size == (64, 64)
+
+
+def test_reenact_event_rejects_bad_reference_string(checkpoints, free_headgan):
+    demo = headgan_app.build_demo(headgan=checkpoints["headgan"], free_headgan=checkpoints["free_headgan"])
+    run = next(fn for fn in demo.fns.values() if fn.api_name == "headgan_reenact")
+
+    with pytest.raises(gr.Error, match=r"invalid number of references '2'; choose one of \[1, 3\]"):
+        run.fn("Free-HeadGAN", "SynthHeads person", 0, None, "2", 1, 8, "clip audio", None, False, 0, 0)
 
 
 def test_reenact_event_runs_headgan(checkpoints, headgan):
     demo = headgan_app.build_demo(headgan=checkpoints["headgan"], free_headgan=checkpoints["free_headgan"])
     run = next(fn for fn in demo.fns.values() if fn.api_name == "headgan_reenact")
 
-    values = run.fn("HeadGAN", "Astronaut photo", 0, None, 1, 0, 8, "silence", None, False, 0, 0)
+    values = run.fn("HeadGAN", "Astronaut photo", 0, None, "1", 0, 8, "silence", None, False, 0, 0)
 
-    assert values[4].label == "Conditioning: NMFC"
+    assert isinstance(values[4], str)
+    assert gif_frames(values[4])[0] == 8
     assert gif_frames(values[2])[0] == 8
     assert "Audio: silence." in values[5]
 
@@ -710,28 +806,35 @@ def test_served_space_answers_client(checkpoints, headgan, free_headgan, tmp_pat
         client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
         endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
         assert set(endpoints) == {"/headgan_reenact"}
+        parameters = {parameter["label"]: parameter for parameter in endpoints["/headgan_reenact"]["parameters"]}
+        references = parameters["References (frames of the source person's clip)"]
+        assert references["type"]["enum"] == ["1", "3"]
 
         # An uploaded .wav goes through Gradio's audio preprocessing before `read_wav` reads it.
         wav = write_wav(tmp_path / "speech.wav")
         *_, summary = client.predict(
-            "HeadGAN", "SynthHeads person", 0, None, 1, 1, 8, "uploaded .wav", handle_file(str(wav)), False, 0, 0,
+            "HeadGAN", "SynthHeads person", 0, None, "1", 1, 8, "uploaded .wav", handle_file(str(wav)), True, 15, 0,
             api_name="/headgan_reenact",
         )
         assert "Audio: the uploaded file" in summary
+        assert "gaze override was ignored" in summary
 
         upload = tmp_path / "face.png"
         Image.new("RGB", (128, 128), (120, 90, 80)).save(upload)
-        source, *_, summary = client.predict(
-            "Free-HeadGAN", "Upload", 0, handle_file(str(upload)), 1, 0, 8, "clip audio", None, True, -10, 5,
+        source, *_, conditioning, summary = client.predict(
+            "Free-HeadGAN", "Upload", 0, handle_file(str(upload)), "1", 0, 8, "clip audio", None, True, -10, 5,
             api_name="/headgan_reenact",
         )
         assert Image.open(source).size == (64, 64)
+        # The conditioning GIF comes back as a file path, as the other videos do.
+        assert isinstance(conditioning, str)
+        assert gif_duration_ms(conditioning) == 8 * 40
         assert "resized down" in summary
         assert "overridden to yaw -10.0°" in summary
 
         with pytest.raises(Exception, match="no driving clip"):
             client.predict(
-                "HeadGAN", "SynthHeads person", 0, None, 1, None, 8, "silence", None, False, 0, 0,
+                "HeadGAN", "SynthHeads person", 0, None, "1", None, 8, "silence", None, False, 0, 0,
                 api_name="/headgan_reenact",
             )
     finally:

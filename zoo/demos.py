@@ -477,10 +477,16 @@ def frames_to_uint8(frames: Any) -> np.ndarray:
     return (frames.float().clamp(0.0, 1.0).permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy()
 
 
-def format_degree_range(radians: Any) -> str:
-    """Format the range of angles given in radians as signed degrees, such as "-12.5° to +30.0°"."""
-    low, high = (math.degrees(float(value)) for value in (radians.min(), radians.max()))
-    return f"{low:+.1f}° to {high:+.1f}°"
+def format_degree_range(radians: Any, *, collapse_equal: bool = False) -> str:
+    """Format the range of angles given in radians as signed degrees, such as "-12.5° to +30.0°".
+
+    With `collapse_equal`, a range whose ends print the same at one decimal, such as a constant
+    angle, is formatted as that one value ("+10.9°").
+    """
+    low, high = (f"{math.degrees(float(value)):+.1f}°" for value in (radians.min(), radians.max()))
+    if collapse_equal and low == high:
+        return low
+    return f"{low} to {high}"
 
 
 # Face tabs: uploads and examples ---------------------------------------------------------------

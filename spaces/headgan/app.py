@@ -74,6 +74,10 @@ CLIP_AUDIO, SILENCE, WAV_FILE = "clip audio", "silence", "uploaded .wav"
 AUDIO_CHOICES = (CLIP_AUDIO, SILENCE, WAV_FILE)
 # Free-HeadGAN fuses up to three references. Three frames spread over the clip is its evaluation setting.
 REFERENCE_CHOICES = (1, 3)
+# The references radio offers the counts as strings, because Gradio's Radio advertises its
+# choices to API clients as strings and rejects a value that is not one of them. `reenact`
+# converts the string back to the count.
+REFERENCE_LABELS = tuple(str(count) for count in REFERENCE_CHOICES)
 # Splits whose people are sources and drivers: the training run never saw them.
 DRIVING_SPLITS = ("validation", "test")
 # The gallery shows this many clips of each driving person, so that it stays one screen high.
@@ -373,7 +377,8 @@ def _run_headgan(
     motion = result["motion"]
     lines.append(
         "Gaze: the driving clip's recorded gaze, yaw "
-        f"{format_degree_range(motion.gaze[:, 0])} and pitch {format_degree_range(motion.gaze[:, 1])}."
+        f"{format_degree_range(motion.gaze[:, 0], collapse_equal=True)} and pitch "
+        f"{format_degree_range(motion.gaze[:, 1], collapse_equal=True)}."
     )
     return {**result, "conditioning": result["nmfc"]}, lines
 
@@ -396,7 +401,8 @@ def _run_free_headgan(
         drawn = result["gaze"]
         lines = [
             "Gaze: estimated from each driving frame by the gaze estimator, yaw "
-            f"{format_degree_range(drawn[:, 0])} and pitch {format_degree_range(drawn[:, 1])}."
+            f"{format_degree_range(drawn[:, 0], collapse_equal=True)} and pitch "
+            f"{format_degree_range(drawn[:, 1], collapse_equal=True)}."
         ]
     else:
         lines = [f"Gaze: overridden to yaw {degrees[0]:+.1f}° and pitch {degrees[1]:+.1f}° on every frame."]
@@ -428,7 +434,9 @@ def reenact(
         person: index into `resources.people` for a SynthHeads person.
         upload: the uploaded image for the "Upload" source.
         audio, audio_file: HeadGAN's audio, one of `AUDIO_CHOICES`, and the .wav path it may need.
-        override_gaze, yaw, pitch: Free-HeadGAN's gaze override, in degrees.
+        references: 1 or 3 (Free-HeadGAN), as an int or the string the page's radio sends.
+        override_gaze, yaw, pitch: Free-HeadGAN's gaze override, in degrees. HeadGAN ignores
+            them and notes this in the summary, because it takes gaze from the driving motion.
         fitter: the DAD-3DNet source that fits a photo for HeadGAN (`FITTER_SOURCE` when None).
 
     A clip shorter than `num_frames` drives all of its frames. Raises gr.Error on invalid inputs.
@@ -446,6 +454,11 @@ def reenact(
         result, details = _run_free_headgan(resources, source, row, frames, override_gaze, yaw, pitch)
     else:
         result, details = _run_headgan(resources, source, row, frames, same_person, audio, audio_file, fitter)
+        if override_gaze:
+            details.append(
+                "HeadGAN takes gaze from the driving motion, so the gaze override was ignored. The override applies "
+                "to Free-HeadGAN only."
+            )
 
     folder = request_folder("zoo-headgan-")
     fps = resources.model.fps
@@ -530,10 +543,19 @@ def _controls(name: str) -> tuple:
     )
 
 
+def _output_values(values: dict[str, Any]) -> tuple:
+    """Return the output components' values in `render`'s `outputs` order.
+
+    The reenact event returns these plain values, so that API clients get file paths. The
+    conditioning label changes with the model, in the model-switch and setup events.
+    """
+    return tuple(values[key] for key in ("source", "driving", "generated", "warped", "conditioning", "summary"))
+
+
 def _output_updates(values: dict[str, Any], name: str) -> tuple:
-    """Return the output components' values, with the conditioning video labelled by the model's conditioning."""
-    conditioning = gr.Image(value=values["conditioning"], label=_conditioning_label(name))
-    return (*(values[key] for key in ("source", "driving", "generated", "warped")), conditioning, values["summary"])
+    """Return the output components' updates, with the conditioning video labelled by the model's conditioning."""
+    *videos, conditioning, summary = _output_values(values)
+    return (*videos, gr.Image(value=conditioning, label=_conditioning_label(name)), summary)
 
 
 def _view(resources: Resources, generate: bool) -> dict[str, Any]:
@@ -609,7 +631,7 @@ def render(headgan: str = DEFAULT_HEADGAN, free_headgan: str = DEFAULT_FREE_HEAD
                 visible=False, height=200, elem_id="headgan-upload",
             )
             references = gr.Radio(
-                list(REFERENCE_CHOICES), value=1, label="References (frames of the source person's clip)",
+                list(REFERENCE_LABELS), value=REFERENCE_LABELS[0], label="References (frames of the source person's clip)",
                 visible=False, elem_id="headgan-references",
             )
             gallery = gr.Gallery(
@@ -687,7 +709,7 @@ def render(headgan: str = DEFAULT_HEADGAN, free_headgan: str = DEFAULT_FREE_HEAD
         return (
             gr.Gallery(visible=is_person),
             gr.Image(visible=kind == UPLOAD),
-            gr.Radio(value=1, interactive=is_person),
+            gr.Radio(value=REFERENCE_LABELS[0], interactive=is_person),
         )
 
     def pick_source(name: str, selection: gr.SelectData) -> tuple[int, str]:
@@ -707,7 +729,7 @@ def render(headgan: str = DEFAULT_HEADGAN, free_headgan: str = DEFAULT_FREE_HEAD
             num_frames=length, audio=audio_choice, audio_file=wav, override_gaze=override, yaw=yaw_degrees,
             pitch=pitch_degrees, fitter=fitter,
         )
-        return _output_updates(vars(result), name)
+        return _output_values(vars(result))
 
     if not view:
         on_show(setup, [model_name, clip_index], page, api_name="headgan_setup")
