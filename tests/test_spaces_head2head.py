@@ -342,6 +342,8 @@ def test_setup_event_fills_page(checkpoints, monkeypatch):
     assert values[1] == 0
     assert values[3].visible is False  # no person to choose for Head2Head
     assert gif_frames(values[7])[0] == 8  # the first clip's generated video
+    assert values[10].visible is False  # Head2Head has no shape image
+    assert values[10].value is None
     assert len(skipped) == len(setup.outputs)
     assert all(isinstance(value, type(gr.skip())) for value in skipped)
 
@@ -357,7 +359,21 @@ def test_model_switch_shows_fs_controls(checkpoints, head2headfs):
     assert values[3].value == head2headfs.people[0]
     assert values[4].visible is True
     assert values[7] is None  # nothing generated before the adaptation
-    assert values[10].visible is False  # the shape image shows once generated
+    # The reenact event returns plain values, so the model switch shows the shape image.
+    assert values[10].visible is True
+    assert values[10].value is None
+
+
+def test_model_switch_hides_head2head_shape(checkpoints, head2head, head2headfs):
+    demo = head2head_app.build_demo(**checkpoints)
+    switch = next(fn for fn in demo.fns.values() if fn.api_name == "head2head_model")
+
+    switch.fn("Head2HeadFS")
+    values = switch.fn("Head2Head")
+
+    assert values[3].visible is False
+    assert values[4].visible is False
+    assert values[10].visible is False
 
 
 def test_reenact_event_runs_fs(checkpoints, head2headfs):
@@ -367,8 +383,26 @@ def test_reenact_event_runs_fs(checkpoints, head2headfs):
     values = run.fn("Head2HeadFS", 1, 8, head2headfs.people[0], 1)
 
     assert len(values) == len(run.outputs)
-    assert values[5].visible is True
-    assert gif_frames(values[5].value["path"])[0] == 8
+    # A plain path, so that API clients get the shape GIF as the other videos.
+    assert isinstance(values[5], str)
+    assert gif_frames(values[5])[0] == 8
+    assert all(isinstance(value, str) for value in values[1:])
+    assert values[0] is head2headfs.first_clips[head2headfs.people[0]].first_frame
+
+
+def test_reenact_event_head2head_plain_values(checkpoints, head2head):
+    demo = head2head_app.build_demo(**checkpoints)
+    run = next(fn for fn in demo.fns.values() if fn.api_name == "head2head_reenact")
+
+    values = run.fn("Head2Head", 0, 8, None, 8)
+
+    assert len(values) == len(run.outputs)
+    assert values[0] is head2head.target_still
+    for video in values[1:5]:
+        assert isinstance(video, str)
+        assert gif_frames(video)[0] == 8
+    assert values[5] is None  # Head2Head is not conditioned on a shape image
+    assert f"Head2Head rendering person {head2head.people[0]}" in values[6]
 
 
 def test_build_demo_renders_preloaded_view(checkpoints, head2head):
@@ -422,9 +456,16 @@ def test_served_space_answers_client(checkpoints, head2head, head2headfs, tmp_pa
         # The people dropdown has no choices when the page is built, so this checks that an API
         # call may still name a test-split person.
         person = head2headfs.people[0]
-        *_, shape, summary = client.predict("Head2HeadFS", 1, 8, person, 1, api_name="/head2head_reenact")
-        assert gif_frames(shape["value"])[0] == 8
+        *videos, shape, summary = client.predict("Head2HeadFS", 1, 8, person, 1, api_name="/head2head_reenact")
+        assert all(isinstance(video, str) for video in videos)
+        assert isinstance(shape, str)
+        assert gif_frames(shape)[0] == 8
         assert f"adapted to person {person}" in summary
+
+        *videos, shape, summary = client.predict("Head2Head", 0, 8, None, 8, api_name="/head2head_reenact")
+        assert gif_frames(videos[2])[0] == 8
+        assert shape is None
+        assert "Head2Head rendering person" in summary
 
         with pytest.raises(Exception, match="no driving clip"):
             client.predict("Head2Head", None, 8, None, 8, api_name="/head2head_reenact")

@@ -422,11 +422,20 @@ def _page_updates(view: dict[str, Any]) -> tuple:
     )
 
 
-def _output_updates(values: dict[str, Any]) -> tuple:
-    """Return the output components' values; the shape image shows only when there is one."""
-    shape = gr.Image(value=values["shape"], visible=values["shape"] is not None)
-    images = (values[name] for name in ("target", "driving", "generated", "nmfc", "eyes"))
-    return (*images, shape, values["summary"])
+def _output_values(values: dict[str, Any]) -> tuple:
+    """Return the output components' values in `render`'s `outputs` order.
+
+    The reenact event returns these plain values, so that API clients get a file path (or None
+    for Head2Head) for the shape GIF. The shape image shows or hides with the model, in the
+    model-switch and setup events.
+    """
+    return tuple(values[key] for key in ("target", "driving", "generated", "nmfc", "eyes", "shape", "summary"))
+
+
+def _output_updates(view: dict[str, Any]) -> tuple:
+    """Return the output components' updates, with the shape image shown only for Head2HeadFS."""
+    *images, shape, summary = _output_values(view)
+    return (*images, gr.Image(value=shape, visible=view["is_fs"]), summary)
 
 
 def render(head2head: str = DEFAULT_HEAD2HEAD, head2headfs: str = DEFAULT_HEAD2HEADFS) -> None:
@@ -533,7 +542,7 @@ def render(head2head: str = DEFAULT_HEAD2HEAD, head2headfs: str = DEFAULT_HEAD2H
 
     def run(name, clip, count, chosen_person, chosen_shots, progress=gr.Progress(track_tqdm=True)) -> tuple:
         result = reenact(load(name), clip, count, chosen_person, chosen_shots, progress=progress)
-        return _output_updates(vars(result))
+        return _output_values(vars(result))
 
     if not view:
         on_show(setup, [model_name, clip_index], page, api_name="head2head_setup")
