@@ -279,9 +279,9 @@ def test_light_on_dark_inverts_bright_background():
 def test_light_on_dark_keeps_dark_background():
     ink = np.zeros((8, 8), dtype=np.uint8)
     ink[2:6, 3:5] = 255
-    kept = preprocess(Image.fromarray(ink, mode="L"), DIGIT_PREPROCESSING)
+    unchanged = preprocess(Image.fromarray(ink, mode="L"), DIGIT_PREPROCESSING)
     plain = preprocess(Image.fromarray(ink, mode="L"), {**DIGIT_PREPROCESSING, "polarity": "any"})
-    assert torch.equal(kept, plain)
+    assert torch.equal(unchanged, plain)
 
 
 def test_unknown_polarity_rejected():

@@ -143,7 +143,8 @@ def test_sample_references_shapes_and_same_clip(clips, references):
     assert batch.driving.shape == (4, 6, SIZE, SIZE)
     assert batch.frames.shape == (4, 3, SIZE, SIZE)
     assert batch.audio.shape == (4, AUDIO_FEATURE_DIM)
-    assert batch.frames.min() >= -1 and batch.frames.max() <= 1
+    assert batch.frames.min() >= -1
+    assert batch.frames.max() <= 1
     # Each driving frame and its references come from one clip; the driving frame is not a reference.
     for item in range(4):
         owner = [c for c in clips if any(torch.equal(batch.frames[item], f * 2 - 1) for f in c.frames)]
@@ -265,8 +266,9 @@ def test_adapt_geometry(clips):
     assert torch.allclose(adapted.scale[0], reference.scale[0])
     assert torch.allclose(adapted.translation[0], reference.translation[0])
     assert torch.allclose(adapted.scale / adapted.scale[0], driving.scale / driving.scale[0])
-    kept = adapt_geometry(reference, driving, adapt_camera=False)
-    assert torch.equal(kept.scale, driving.scale) and torch.equal(kept.translation, driving.translation)
+    fixed = adapt_geometry(reference, driving, adapt_camera=False)
+    assert torch.equal(fixed.scale, driving.scale)
+    assert torch.equal(fixed.translation, driving.translation)
     with pytest.raises(ValueError, match="one frame"):
         adapt_geometry(driving, driving)
 
@@ -284,7 +286,8 @@ def test_read_wav_and_driving_audio(tmp_path):
     tone = (0.5 * np.sin(np.linspace(0, 400 * np.pi, 16000)) * 32767).astype(np.int16)
     path = write_wav(tmp_path / "tone.wav", np.stack([tone, tone], axis=1), channels=2)
     waveform, rate = read_wav(path)
-    assert rate == 16000 and waveform.shape == (16000,)
+    assert rate == 16000
+    assert waveform.shape == (16000,)
     assert waveform.abs().max() <= 1.0
     features = driving_audio(path, 10, 25.0)
     assert features.shape == (10, AUDIO_FEATURE_DIM)
@@ -292,8 +295,8 @@ def test_read_wav_and_driving_audio(tmp_path):
     assert not torch.allclose(features, silent_audio(10))
     assert torch.equal(driving_audio(None, 6, 25.0), silent_audio(6))
     assert driving_audio(torch.zeros(100), 4, 25.0).shape == (4, AUDIO_FEATURE_DIM)
-    given = torch.randn(4, AUDIO_FEATURE_DIM)
-    assert torch.equal(driving_audio(given, 4, 25.0), given)
+    features_in = torch.randn(4, AUDIO_FEATURE_DIM)
+    assert torch.equal(driving_audio(features_in, 4, 25.0), features_in)
 
 
 def test_driving_audio_errors(tmp_path):
@@ -345,7 +348,8 @@ def test_headgan_animate_and_clip(clips):
     result = model.animate(clip.frames[2], clip.motion.index(2), clip.motion, clip.audio)
     assert result["frames"].shape == result["warped"].shape == (FRAMES, 3, SIZE, SIZE)
     assert result["mask"].shape == (FRAMES, 1, SIZE, SIZE)
-    assert 0 <= float(result["frames"].min()) and float(result["frames"].max()) <= 1
+    assert float(result["frames"].min()) >= 0
+    assert float(result["frames"].max()) <= 1
     batched = model.animate(clip.frames[2], clip.motion.index(2), clip.motion, clip.audio, batch_size=3)
     assert torch.allclose(batched["frames"], result["frames"], atol=1e-5)
     cross = model.animate_clip(clip, [2], driver=clips[1], rows=slice(0, 4))
@@ -371,12 +375,14 @@ def test_headgan_predict_with_fitted_source(tmp_path, clips, clips_dataset, tiny
     source = clips[0].frames[0]
     row = clips_dataset["test"][0]
     report = model.predict(source, row, fitter=tiny_fitter, max_frames=3)
-    assert report["num_frames"] == 3 and report["audio"] == "clip"
+    assert report["num_frames"] == 3
+    assert report["audio"] == "clip"
     assert np.asarray(report["frames"]).shape == (3, SIZE, SIZE, 3)
     tone = (np.sin(np.linspace(0, 200 * np.pi, 8000)) * 20000).astype(np.int16)
     wav = write_wav(tmp_path / "speech.wav", tone)
     written = model.predict(source, row, fitter=tiny_fitter, audio=wav, max_frames=2, output=tmp_path / "out.gif")
-    assert written["audio"] == "given" and Path(written["output"]).is_file()
+    assert written["audio"] == "given"
+    assert Path(written["output"]).is_file()
     with pytest.raises(ValueError, match="needs a driving video"):
         model.predict(source)
     with pytest.raises(ValueError, match="one source image"):
@@ -447,12 +453,14 @@ def test_mouth_l1_zero_for_identical_frames(clips):
 
 def test_one_shot_self_reenactment_excludes_references(clips):
     model = tiny_free()
-    one = one_shot_self_reenactment(model, clips[:2], references=1, excluded=3)
+    single = one_shot_self_reenactment(model, clips[:2], references=1, excluded=3)
     three = one_shot_self_reenactment(model, clips[:2], references=3)
-    assert one["references"] == 1 and three["references"] == 3
+    assert single["references"] == 1
+    assert three["references"] == 3
     for key in ("psnr", "ssim", "masked_l1", "mouth_l1", "warp_only_psnr", "warp_only_masked_l1"):
-        assert math.isfinite(one[key]) and math.isfinite(three[key])
-    assert len(one["per_clip"]) == 2
+        assert math.isfinite(single[key]), key
+        assert math.isfinite(three[key]), key
+    assert len(single["per_clip"]) == 2
 
 
 def test_identity_model_learns_people(clips):
@@ -523,7 +531,8 @@ def test_cli_predict_one_shot(tmp_path, clips, capsys):
     assert cli.main(["predict", str(checkpoint), str(frames), "--source", str(source), "--output", str(output),
                      "--gaze", "5", "-5"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["num_frames"] == 3 and output.is_file()
+    assert report["num_frames"] == 3
+    assert output.is_file()
     assert cli.main(["predict", str(checkpoint), str(frames), "--output", str(output)]) == 1
     assert "--source IMAGE" in capsys.readouterr().err
     assert cli.main(["predict", str(checkpoint), str(frames), "--source", str(source), "--audio", "a.wav",
@@ -574,7 +583,8 @@ def test_train_script_one_epoch(tmp_path, clips_dataset, clips_cache, method, mo
     assert type(model) is model_class
     summary = json.loads((output / "training_summary.json").read_text())
     assert summary["run_name"] == run
-    assert summary["training_clips"] == 1 and summary["training_frames"] == FRAMES
+    assert summary["training_clips"] == 1
+    assert summary["training_frames"] == FRAMES
     assert all(math.isfinite(value) for value in summary["final_epoch_losses"].values())
     assert "d_total" in summary["final_epoch_losses"]
     if method == "headgan" and not extra:

@@ -4,9 +4,9 @@
     python training/train_headgan.py --config training/configs/headgan-synthheads.yaml --set model.audio_dim=0
     python training/train_headgan.py --config training/configs/free-headgan-synthheads.yaml
 
-The config's ``method`` picks the model. Both train on every clip of the training people: each
-step draws driving frames and, from the same clip, reference frames (one for HeadGAN, one to
-``training.references`` for Free-HeadGAN, the same count across a batch), and updates the
+The config's ``method`` picks the model. Both train on every clip of the training people. Each
+step draws driving frames and, from the same clip, reference frames: one for HeadGAN, and one to
+``training.references`` for Free-HeadGAN, the same count across a batch. It then updates the
 generator against the image and mouth discriminators (`zoo.reenactment.one_shot.OneShotTrainer`).
 HeadGAN's conditioning is the NMFC render and the audio features of the driving frame;
 Free-HeadGAN's is the gaze-coded keypoint sketch drawn from the landmark and gaze labels.
@@ -124,7 +124,7 @@ def estimator_batch(clips, size: int, generator: torch.Generator, jitter: float)
     stack = {role: torch.stack(values) for role, values in images.items()}
     label_stack = {role: {name: torch.stack([item[name] for item in items]) for name in items[0]} for role, items in labels.items()}
     points = torch.stack(landmarks)
-    # Landmark noise stands in for the keypoint estimator's error, which places the eye crops at inference.
+    # Landmark noise imitates the keypoint estimator's error, because its keypoints place the eye crops at inference.
     points = points + jitter * torch.randn(points.shape, generator=generator)
     return {"images": stack, "labels": label_stack, "landmarks_2d": points, "gaze": torch.stack(gaze)}
 

@@ -267,8 +267,9 @@ def plot_few_shot(path: Path, few_shot: dict[str, Any]) -> None:
 def one_shot_grid(path: Path, model, dataset, *, split: str = "test", references: int = 1, columns: int = 8, tile: int = 96) -> None:
     """Draw a one-shot model's self-reenactment of a new person and a cross-identity pair.
 
-    Rows: the reference frame(s), the person's real frames, the output driven by them, the
-    warp-only output; then another person's driving frames and the first person driven by them.
+    The first rows are the reference frame(s), the person's real frames, the output driven by
+    them and the warp-only output. The last two are another person's driving frames and the
+    first person driven by them.
     """
     from zoo.reenactment.data import load_clips
     from zoo.reenactment.evaluation import reference_frames

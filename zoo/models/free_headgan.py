@@ -513,9 +513,9 @@ class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tag
             audio: must be None (Free-HeadGAN reads no audio).
 
         Returns:
-            ``output`` (B, 3, H, W); ``warped_reference`` (B, 3, H, W), the fused warped
-            references; ``masks`` (B, N, 1, H, W) the flow masks; ``attention`` (B, N, 1, H, W),
-            the softmax weight of each reference per pixel.
+            A dict of ``output`` (B, 3, H, W) and ``warped_reference`` (B, 3, H, W), the fused
+            warped references. ``masks`` (B, N, 1, H, W) contains the flow masks and ``attention``
+            (B, N, 1, H, W) the softmax weight of each reference per pixel.
         """
         if audio is not None:
             raise ValueError("Free-HeadGAN reads no audio, so audio must be None")
@@ -780,8 +780,8 @@ class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tag
         from zoo.reenactment.data import load_clips
         from zoo.reenactment.evaluation import one_shot_scores
 
-        scores = one_shot_scores(self, dataset, split, conditions=("nmfc",), references=(1, 3))
         clips = load_clips(dataset[split], self.renderer, ("nmfc",))
+        scores = one_shot_scores(self, dataset, split, conditions=("nmfc",), references=(1, 3), clips=clips)
         three = scores["self_reenactment"]["3"]
         gaze = self.gaze_editing(clips)
         scores.update({

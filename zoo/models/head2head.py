@@ -41,11 +41,10 @@ from zoo.reenactment.conditioning import (
     stack_conditioning,
 )
 from zoo.reenactment.transfer import CameraStatistics, camera_statistics, transfer_motion
+from zoo.reenactment.evaluation import FITTER_ID
 
 __all__ = ["Head2Head", "Head2HeadFS", "motion_from_inputs"]
 
-# The fitter that recovers pose and expression from generated frames in evaluation.
-FITTER_ID = "dad3dnet-synthheads"
 # Cross-identity evaluation: driving clips per split, and frames of each.
 EVALUATION_DRIVERS = 4
 EVALUATION_DRIVER_FRAMES = 24
@@ -155,7 +154,7 @@ def fit_motion(frames: Sequence[Any], *, fitter: Any = None) -> MotionParameters
     if fitter is None:
         import zoo
 
-        fitter = zoo.load("dad3dnet-synthheads")
+        fitter = zoo.load(FITTER_ID)
     fits = fitter.predict(list(frames))
     names = list(fits[0]["expression"])
     expression = torch.tensor([[fit["expression"][name] for name in names] for fit in fits], dtype=torch.float32)

@@ -405,7 +405,7 @@ def check_image_size(image_size: int, levels: int) -> None:
 
 
 class OneShotInference:
-    """What the one-shot models share at inference: `zoo predict` animates a source image with a driving video and writes a video."""
+    """Inference properties shared by the one-shot models, whose `zoo predict` animates a source image with a driving video."""
 
     video_output = True
     needs_source = True
@@ -538,7 +538,7 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         driving: torch.Tensor,
         audio: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The `zoo.reenactment.one_shot` interface: `forward` on (B, 1, 3, H, W) references and their NMFCs.
+        """Run `forward` on (B, 1, 3, H, W) references and their NMFCs, the `zoo.reenactment.one_shot` interface.
 
         Returns `forward`'s dict with ``masks`` (B, 1, 1, H, W), the flow mask per reference.
         """

@@ -263,7 +263,7 @@ def shape_image(
 
 @lru_cache(maxsize=4)
 def builtin_renderer(image_size: int) -> HeadRenderer:
-    """The `HeadRenderer` of the built-in SynthHeads head at `image_size` pixels, built once per size."""
+    """Return the `HeadRenderer` of the built-in SynthHeads head at `image_size` pixels, built once per size."""
     from zoo.data.synthheads.dataset import builtin_model
 
     return HeadRenderer(builtin_model(), image_size=image_size)

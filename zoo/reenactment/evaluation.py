@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 SELF_METRICS = ("masked_l1", "psnr", "ssim")
+# The registered DAD-3DNet that fits real and generated frames in evaluation.
+FITTER_ID = "dad3dnet-synthheads"
 
 
 def image_metrics(generated: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -176,7 +178,7 @@ def cross_reenactment(model, driver_clips: Sequence[ClipTensors], fitter, *, max
         "transferred": _summarise(transferred),
         "fitter_on_real_frames": _summarise(floor),
         "num_clips": len(transferred),
-        "fitter": "dad3dnet-synthheads",
+        "fitter": FITTER_ID,
     }
 
 
@@ -216,7 +218,8 @@ def mouth_l1(generated: torch.Tensor, real: torch.Tensor, landmarks_2d: torch.Te
 
 
 def _scored_frames(num_frames: int, excluded: Sequence[int]) -> list[int]:
-    return [t for t in range(num_frames) if t not in set(excluded)]
+    skipped = set(excluded)
+    return [t for t in range(num_frames) if t not in skipped]
 
 
 def reference_frames(num_frames: int, count: int) -> list[int]:
@@ -284,7 +287,7 @@ def one_shot_cross_reenactment(model, clips: Sequence[ClipTensors], identity_mod
         })
         floors.append(fitted_motion_errors(fitter, driver.frames[rows], driver.motion.index(rows)))
     return {**_summarise(entries), "fitter_on_real_frames": _summarise(floors), "num_pairs": len(entries),
-            "frames_per_pair": frames, "fitter": "dad3dnet-synthheads"}
+            "frames_per_pair": frames, "fitter": FITTER_ID}
 
 
 def one_shot_speed(model, clip: ClipTensors, *, references: int = 1, repeats: int = 3) -> dict[str, float]:
@@ -299,25 +302,26 @@ def one_shot_speed(model, clip: ClipTensors, *, references: int = 1, repeats: in
 
 
 def one_shot_scores(model, dataset, split: str, *, conditions: Sequence[str], references: Sequence[int] = (1,),
-                    cross_frames: int = 24) -> dict[str, Any]:
-    """The one-shot reenactment evaluation of `split`'s people (people never seen in training).
+                    cross_frames: int = 24, clips: Sequence[ClipTensors] | None = None) -> dict[str, Any]:
+    """Score one-shot reenactment of `split`'s people, whom the model never saw in training.
 
-    Self-reenactment with each reference count in `references` (the first is the primary
-    one), cross-identity reenactment with an identity model trained on the dataset's
-    training people (`zoo.reenactment.identity`) and the DAD-3DNet fitter, and speed.
+    The scores are self-reenactment with each reference count in `references` (the first is
+    the primary one), cross-identity reenactment with an identity model trained on the
+    dataset's training people (`zoo.reenactment.identity`) and the DAD-3DNet fitter, and
+    speed. `clips` are `split`'s clips when the caller has loaded them already.
     """
     import zoo
     from zoo.reenactment.data import load_clips
     from zoo.reenactment.identity import train_identity_model
 
     renderer = model.renderer
-    clips = load_clips(dataset[split], renderer, tuple(conditions))
+    clips = list(clips) if clips is not None else load_clips(dataset[split], renderer, tuple(conditions))
     largest = max(references)
     settings = {str(count): one_shot_self_reenactment(model, clips, references=count, excluded=largest) for count in references}
     primary = settings[str(references[0])]
     training_clips = load_clips(dataset["train"], renderer, tuple(conditions))
     identity_model, identity_accuracy = train_identity_model(training_clips)
-    cross = one_shot_cross_reenactment(model, clips, identity_model, zoo.load("dad3dnet-synthheads"), frames=cross_frames,
+    cross = one_shot_cross_reenactment(model, clips, identity_model, zoo.load(FITTER_ID), frames=cross_frames,
                                        references=references[0])
     speed = one_shot_speed(model, clips[0], references=references[0])
     return {

@@ -363,8 +363,9 @@ def driving_audio(audio: Any, num_frames: int, fps: float) -> torch.Tensor:
 def video_report(frames: torch.Tensor, output: str | Path | None, *, fps: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Summarise generated (T, 3, H, W) frames in [0, 1] as JSON-able results.
 
-    With `output`, the frames are written there (an animated GIF, or a PNG strip for a .png
-    name) and the result gives the path; otherwise it carries the frames as nested uint8 lists.
+    With `output`, the frames are written there as an animated GIF, or as a PNG strip for a
+    .png name, and the result gives the path. Without it, the result carries the frames as
+    nested uint8 lists.
     """
     from zoo.models.head2head import write_video
 

@@ -212,8 +212,8 @@ def adapt_geometry(reference: MotionParameters, driving: MotionParameters, *, ad
 
     The driving expression, jaw, gaze and head rotation are kept. With `adapt_camera` the
     driving camera scale and translation are taken relative to the first driving frame and
-    applied to the reference's, so the first generated frame sits where the reference head
-    sits and later frames move as the driving head moves. Without it the driving scale and
+    applied to the reference's. The first generated frame then sits where the reference head
+    sits, and later frames move as the driving head moves. Without it the driving scale and
     translation are kept, as self-reenactment wants.
 
     Args:
