@@ -411,3 +411,33 @@ def test_mouth_discriminator_without_audio():
     discriminator = AudioMouthDiscriminator(audio_dim=0, image_channels=3, base_channels=8, num_layers=2, num_scales=1)
     assert discriminator.in_channels == 3
     assert len(discriminator(random_tensor(2, 3, 16, 16))) == 1
+
+
+def test_headgan_blend_composes_warp_and_render():
+    model = tiny_model(blend=True).eval()
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        result = model(**inputs)
+        flow = model.flow_network(inputs["reference_rgb"], inputs["reference_nmfc"], inputs["driving_nmfc"])
+        audio = model.normalise_audio(inputs["audio"])
+        network = model.rendering_network
+        network.blend = False
+        rendered, none = network.render(inputs["driving_nmfc"], flow.warped_features, flow.warped_reference, audio)
+        network.blend = True
+    assert none is None
+    weight = result["blend"]
+    assert weight.shape == (2, 1, SIZE, SIZE)
+    assert 0.0 < float(weight.min()) and float(weight.max()) < 1.0
+    expected = weight * result["warped_reference"] + (1.0 - weight) * rendered
+    torch.testing.assert_close(result["output"], expected)
+    assert result["output"].abs().max() <= 1.0
+
+
+def test_headgan_blend_keeps_released_weights_layout():
+    # The blend adds one output channel to the last conv and nothing else, so checkpoints
+    # saved without it keep their parameter names.
+    plain, blended = tiny_model(), tiny_model(blend=True)
+    assert list(plain.state_dict()) == list(blended.state_dict())
+    assert blended.rendering_network.to_image[-1].out_channels == 4
+    assert plain.rendering_network.to_image[-1].out_channels == 3
+    assert "blend" not in plain(**tiny_inputs())

@@ -6,6 +6,7 @@ clips build per test run, so these tests check shapes, wiring and guards, never 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -65,6 +66,9 @@ TINY_HEADGAN = {"image_size": SIZE, "base_channels": 4, "levels": 2, "max_channe
 TINY_FREE = {
     **TINY_HEADGAN, "keypoint_widths": [4, 8], "keypoint_hidden": 8, "gaze_widths": [4], "gaze_hidden": 4, "eye_size": 8,
 }
+# Stills of two other people for the gaze estimator (data seed 1).
+GAZE_STILLS = {"name": "synthheads", "kind": "images", "seed": 1, "num_identities": 2, "images_per_identity": 2,
+               "image_size": 32, "conditioning": False, "splits": {"train": 1.0}}
 TINY_DISCRIMINATOR = {"base_channels": 4, "num_layers": 2, "num_scales": 1, "norm": "spectral"}
 
 
@@ -200,8 +204,9 @@ def test_one_shot_trainer_updates(clips, factory, references):
     second = trainer.step(model, batch, generator_optimizer, discriminator_optimizer)
     assert {"d_total", "d_image", "d_mouth"} <= set(second)
     assert any(not torch.equal(a, b) for a, b in zip(before_d, trainer.discriminator_parameters()))
-    expected = {f"g_{name}" for name in ONE_SHOT_LOSS_WEIGHTS}
+    expected = {f"g_{name}" for name, weight in ONE_SHOT_LOSS_WEIGHTS.items() if weight}
     assert expected <= set(first)
+    assert "g_gaze" not in first
     assert all(math.isfinite(value) for value in {**first, **second}.values())
     if isinstance(model, HeadGAN):
         assert trainer.mouth_discriminator.audio_dim == model.audio_dim
@@ -217,9 +222,40 @@ def test_free_headgan_trainer_leaves_estimators(clips):
     assert all(p.grad is None for p in model.estimator_parameters())
 
 
+def test_gaze_term_trains_generator_not_estimator(clips):
+    model = tiny_free()
+    trainer = OneShotTrainer(model, discriminator=TINY_DISCRIMINATOR, weights={"gaze": 0.1})
+    batch = sample_references(clips, [model.clip_conditions(c) for c in clips], batch_size=3, references=1, window=1,
+                              generator=torch.Generator().manual_seed(0), audio=False)
+    assert batch.gaze.shape == (3, 2) and batch.eyes_open.dtype == torch.bool
+    model.train()
+    model.gaze_estimator.requires_grad_(False)  # as the training script freezes it
+    statistics = {name: value.clone() for name, value in model.gaze_estimator.state_dict().items() if "running" in name}
+    loss, terms, fake = trainer.generator_losses(model, batch)
+    assert terms["g_gaze"] > 0
+    loss.backward()
+    assert any(p.grad is not None and bool(p.grad.abs().sum()) for p in model.rendering_network.parameters())
+    for name, value in model.gaze_estimator.state_dict().items():
+        if name in statistics:
+            assert torch.equal(value, statistics[name]), name
+    batch.eyes_open = torch.zeros(3, dtype=torch.bool)
+    assert float(trainer.gaze_term(model, batch, fake.detach())) == 0.0
+
+
+def test_sample_references_marks_shut_eyes(clips):
+    shut = [dataclasses.replace(clip, labels={**clip.labels, "eye_closure": torch.ones_like(clip.labels["eye_closure"])})
+            for clip in clips]
+    model = tiny_free()
+    batch = sample_references(shut, [model.clip_conditions(c) for c in shut], batch_size=4, references=1, window=1,
+                              generator=torch.Generator().manual_seed(0), audio=False)
+    assert not bool(batch.eyes_open.any())
+
+
 def test_one_shot_trainer_errors():
     with pytest.raises(ValueError, match="unknown loss weights"):
         OneShotTrainer(tiny_headgan(), weights={"vgg": 1.0})
+    with pytest.raises(ValueError, match="has no gaze estimator"):
+        OneShotTrainer(tiny_headgan(), weights={"gaze": 0.1})
     with pytest.raises(ValueError, match="discriminator_every"):
         OneShotTrainer(tiny_headgan(), discriminator_every=0)
 
@@ -340,6 +376,13 @@ def test_video_report(tmp_path):
 
 
 # ---------------------------------------------------------------------- HeadGAN inference
+
+
+def test_headgan_animate_returns_blend_weight(clips):
+    clip = clips[0]
+    result = tiny_headgan(blend=True, audio_dim=0).animate_clip(clip, [0], rows=slice(0, 3))
+    assert result["blend"].shape == (3, 1, SIZE, SIZE)
+    assert "blend" not in tiny_headgan(audio_dim=0).animate_clip(clip, [0], rows=slice(0, 3))
 
 
 def test_headgan_animate_and_clip(clips):
@@ -496,6 +539,7 @@ def test_gaze_editing_and_keypoint_errors(clips):
     assert set(scores["per_direction_degrees"]) == {"+11,+0", "+0,-6"}
     assert scores["gaze_edit_error_degrees"] >= 0
     assert scores["estimator_error_on_real_frames_degrees"] >= 0
+    assert 0 < scores["frames_with_open_eyes"] <= 2
     assert model.keypoint_errors(clips[:1])["keypoint_error_pixels"] >= 0
 
 
@@ -506,10 +550,16 @@ def test_card_figures(tmp_path, clips_dataset, tiny_fitter):
     (tmp_path / "headgan").mkdir()
     figures = tiny_headgan().card_figures(tmp_path / "headgan", clips_dataset, "test", fitter=tiny_fitter)
     assert figures == {"samples": "assets/samples.png", "astronaut": "assets/astronaut.png"}
+    (tmp_path / "blend").mkdir()
+    tiny_headgan(blend=True).card_figures(tmp_path / "blend", clips_dataset, "test", fitter=tiny_fitter)
+    heights = {}
     for path in (tmp_path / "samples.png", tmp_path / "gaze.png", tmp_path / "astronaut.png", tmp_path / "headgan" / "samples.png",
-                 tmp_path / "headgan" / "astronaut.png"):
+                 tmp_path / "headgan" / "astronaut.png", tmp_path / "blend" / "samples.png"):
         with Image.open(path) as image:
             assert image.width > 0
+            heights[path.parent.name, path.name] = image.height
+    # The blending model's grid has one more row, the weight of the warp.
+    assert heights["blend", "samples.png"] > heights["headgan", "samples.png"]
 
 
 # ---------------------------------------------------------------------- command line
@@ -572,12 +622,17 @@ def write_config(folder: Path, cache_dir: Path, method: str, *, model: dict | No
     [
         ("headgan", HeadGAN, [], "headgan-tiny"),
         ("headgan", HeadGAN, ["--set", "model.audio_dim=0"], "headgan-tiny-no-audio"),
+        ("headgan", HeadGAN, ["--set", "model.blend=false"], "headgan-tiny-no-blend"),
         ("free-headgan", FreeHeadGAN, [], "free-headgan-tiny"),
+        ("free-headgan", FreeHeadGAN, ["gaze"], "free-headgan-tiny"),
     ],
 )
 def test_train_script_one_epoch(tmp_path, clips_dataset, clips_cache, method, model_class, extra, run):
     config = write_config(tmp_path, clips_cache, method)
     output = tmp_path / "run"
+    if extra == ["gaze"]:
+        stills = {**GAZE_STILLS, "cache_dir": str(clips_cache)}
+        extra = ["--set", "training.weights={gaze: 0.1}", "--set", f"training.estimators.gaze_data={json.dumps(stills)}"]
     assert train_headgan.main(["--config", str(config), "--output-dir", str(output), "--cpu", *extra]) == 0
     model = zoo.load(output)
     assert type(model) is model_class
@@ -589,6 +644,8 @@ def test_train_script_one_epoch(tmp_path, clips_dataset, clips_cache, method, mo
     assert "d_total" in summary["final_epoch_losses"]
     if method == "headgan" and not extra:
         assert not torch.equal(model.audio_std, torch.ones(84))
+    if "training.weights={gaze: 0.1}" in extra:
+        assert "g_gaze" in summary["final_epoch_losses"]
     if method == "free-headgan":
         assert set(summary["estimator_final_losses"]) == {"keypoints", "reconstruction", "rotation", "deformation", "gaze_degrees"}
         assert (output / "estimators.json").is_file()
@@ -603,6 +660,9 @@ def test_train_script_one_epoch(tmp_path, clips_dataset, clips_cache, method, mo
         ("headgan", {"training": {"estimators": {"steps": 1}}}, "Free-HeadGAN only"),
         ("free-headgan", {"training": {"estimators": None}}, "needs training.estimators"),
         ("free-headgan", {"training": {"estimators": {"epochs": 1}}}, r"unknown training.estimators settings \['epochs'\]"),
+        ("free-headgan", {"training": {"estimators": {"steps": 1, "gaze_data": {"name": "synthheads", "kind": "clips"}}}},
+         "must be a SynthHeads stills build"),
+        ("headgan", {"training": {"weights": {"gaze": 0.1}}}, "HeadGAN has none"),
     ],
 )
 def test_train_script_config_errors(tmp_path, clips_cache, method, changes, message):

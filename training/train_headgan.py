@@ -17,7 +17,8 @@ components separately. The generator never reads their outputs during training. 
 supply the keypoints and gaze that the sketches are drawn from.
 
 A run with ``model.audio_dim: 0`` (HeadGAN without audio, the audio ablation) goes to
-``runs/<model_id>-no-audio``. Learning rates stay constant, then decay linearly to 0 over the
+``runs/<model_id>-no-audio``, and one with ``model.blend: false`` (the released direct
+rendering) to ``runs/<model_id>-no-blend``. Learning rates stay constant, then decay linearly to 0 over the
 last ``decay_epochs``; every epoch saves the Accelerate state for `--resume`; the last epoch's
 model is saved with `save_pretrained`, with ``training_summary.json``.
 """
@@ -31,6 +32,7 @@ import logging
 import sys
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -38,8 +40,8 @@ from zoo.evaluation import build_dataset
 from zoo.models.free_headgan import FreeHeadGAN, gaze_loss, keypoint_losses
 from zoo.models.headgan import HeadGAN
 from zoo.reenactment.conditioning import builtin_renderer
-from zoo.reenactment.data import load_clips
-from zoo.reenactment.one_shot import OneShotTrainer, sample_references
+from zoo.reenactment.data import load_clips, to_frames
+from zoo.reenactment.one_shot import OPEN_EYES, OneShotTrainer, sample_references
 from zoo.training import (
     Progress,
     add_run_arguments,
@@ -58,14 +60,20 @@ TRAINING_KEYS = (
     "epochs", "steps_per_epoch", "batch_size", "references", "lr", "betas", "decay_epochs", "discriminator",
     "discriminator_every", "mouth", "perceptual", "weights", "estimators",
 )
-ESTIMATOR_KEYS = ("steps", "batch_size", "lr", "weights", "landmark_jitter")
+ESTIMATOR_KEYS = ("steps", "batch_size", "lr", "weights", "landmark_jitter", "gaze_data")
 
 
 def run_name(config: dict[str, Any]) -> str:
-    """Return the run folder name: the model id, with ``-no-audio`` for HeadGAN without its audio branch."""
-    if config["method"] == "headgan" and int(config["model"].get("audio_dim", 84)) == 0:
-        return f"{config['model_id']}-no-audio"
-    return config["model_id"]
+    """Return the run folder name: the model id, with ``-no-audio`` for HeadGAN without its audio
+    branch and ``-no-blend`` for HeadGAN with an explicit ``model.blend: false`` (the released
+    direct rendering, where the bundled config blends)."""
+    name = config["model_id"]
+    if config["method"] == "headgan":
+        if int(config["model"].get("audio_dim", 84)) == 0:
+            name += "-no-audio"
+        if config["model"].get("blend") is False:
+            name += "-no-blend"
+    return name
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -102,38 +110,60 @@ def check_sections(config: dict[str, Any]) -> type:
             raise SystemExit(f"error: unknown training.estimators settings {unknown}; it accepts {list(ESTIMATOR_KEYS)}")
     elif estimators is not None:
         raise SystemExit("error: training.estimators applies to Free-HeadGAN only; remove it for HeadGAN")
+    if method == "headgan" and (config["training"].get("weights") or {}).get("gaze"):
+        raise SystemExit("error: training.weights.gaze needs a gaze estimator, and HeadGAN has none; set it to 0 or remove it")
     if config["data"].get("kind") != "clips" or not config["data"].get("flow", True):
         raise SystemExit("error: reenactment trains on SynthHeads clips with flow: set data.kind: clips and data.flow: true")
     return METHODS[method]
 
 
-def estimator_batch(clips, size: int, generator: torch.Generator, jitter: float) -> dict[str, Any]:
-    """Draw `size` same-clip (source, target) frame pairs with their labels for the estimators."""
+def estimator_batch(clips, size: int, generator: torch.Generator) -> dict[str, Any]:
+    """Draw `size` same-clip (source, target) frame pairs with their labels for the keypoint estimator."""
     picks = torch.randint(len(clips), (size,), generator=generator).tolist()
     images = {"source": [], "target": []}
     labels = {"source": [], "target": []}
-    landmarks, gaze = [], []
     for pick in picks:
         clip = clips[pick]
         source, target = torch.randperm(clip.num_frames, generator=generator)[:2].tolist()
         for role, frame in (("source", source), ("target", target)):
             images[role].append(clip.frames[frame] * 2.0 - 1.0)
             labels[role].append({name: value[frame] for name, value in clip.labels.items()})
-        landmarks.append(clip.landmarks_2d[target])
-        gaze.append(clip.motion.gaze[target])
     stack = {role: torch.stack(values) for role, values in images.items()}
     label_stack = {role: {name: torch.stack([item[name] for item in items]) for name in items[0]} for role, items in labels.items()}
-    points = torch.stack(landmarks)
-    # Landmark noise imitates the keypoint estimator's error, because its keypoints place the eye crops at inference.
-    points = points + jitter * torch.randn(points.shape, generator=generator)
-    return {"images": stack, "labels": label_stack, "landmarks_2d": points, "gaze": torch.stack(gaze)}
+    return {"images": stack, "labels": label_stack}
+
+
+def gaze_examples(clips, data: dict[str, Any] | None, image_size: int) -> dict[str, torch.Tensor]:
+    """Frames with open eyes for the gaze estimator: the training clips' frames, plus every still of `data`.
+
+    `data` is a SynthHeads stills build (`zoo.evaluation.build_dataset` options) of other people
+    than the clips'. Gaze is read from a few pixels per eye, so an estimator trained on the 28
+    clip people alone learns their eyes and errs far more on new people.
+    """
+    images = [clip.frames for clip in clips]
+    landmarks = [clip.landmarks_2d for clip in clips]
+    gaze = [clip.motion.gaze for clip in clips]
+    closure = [clip.labels["eye_closure"] for clip in clips]
+    if data:
+        if data.get("kind", "images") != "images":
+            raise SystemExit("error: training.estimators.gaze_data must be a SynthHeads stills build (kind: images)")
+        stills = build_dataset(data)["train"]
+        if stills[0]["image"].size != (image_size, image_size):
+            raise SystemExit(f"error: training.estimators.gaze_data renders {stills[0]['image'].size[0]} px images, the model is {image_size} px")
+        images.append(to_frames(stills["image"]))
+        for name, values in (("landmarks_2d", landmarks), ("gaze", gaze), ("eye_closure", closure)):
+            values.append(torch.as_tensor(np.asarray(stills[name], dtype=np.float32)))
+    visible = torch.cat(closure).amax(dim=1) < OPEN_EYES
+    return {"images": torch.cat(images)[visible], "landmarks_2d": torch.cat(landmarks)[visible], "gaze": torch.cat(gaze)[visible]}
 
 
 def train_estimators(model: FreeHeadGAN, clips, settings: dict[str, Any], seed: int, device) -> dict[str, float]:
-    """Train the keypoint and gaze estimators on same-clip frame pairs; return their last-100-step mean losses."""
+    """Train the keypoint estimator on same-clip frame pairs and the gaze estimator on `gaze_examples`; return their last-100-step mean losses."""
     steps = int(settings.get("steps", 2000))
     size = int(settings.get("batch_size", 32))
     jitter = float(settings.get("landmark_jitter", 0.5))
+    examples = gaze_examples(clips, settings.get("gaze_data"), model.image_size)
+    logger.info("gaze estimator: %d frames with open eyes", len(examples["gaze"]))
     parameters = list(model.estimator_parameters())
     optimizer = torch.optim.Adam(parameters, lr=float(settings.get("lr", 1e-3)))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
@@ -142,13 +172,16 @@ def train_estimators(model: FreeHeadGAN, clips, settings: dict[str, Any], seed: 
     model.gaze_estimator.train()
     recent: list[dict[str, float]] = []
     for _ in tqdm(range(steps), desc="keypoint and gaze estimators"):
-        batch = estimator_batch(clips, size, draws, jitter)
+        batch = estimator_batch(clips, size, draws)
         source = model.keypoint_estimator(batch["images"]["source"].to(device))
         target = model.keypoint_estimator(batch["images"]["target"].to(device))
         labels = {role: {k: v.to(device) for k, v in values.items()} for role, values in batch["labels"].items()}
         keypoint_loss, terms = keypoint_losses(source, target, labels["source"], labels["target"], settings.get("weights"))
-        predicted = model.gaze_estimator(batch["images"]["target"].to(device), batch["landmarks_2d"].to(device))
-        angular = gaze_loss(predicted, batch["gaze"].to(device))
+        rows = torch.randint(len(examples["gaze"]), (size,), generator=draws)
+        # Landmark noise imitates the keypoint estimator's error, because its keypoints place the eye crops at inference.
+        points = examples["landmarks_2d"][rows] + jitter * torch.randn((size, *examples["landmarks_2d"].shape[1:]), generator=draws)
+        predicted = model.gaze_estimator((examples["images"][rows] * 2.0 - 1.0).to(device), points.to(device))
+        angular = gaze_loss(predicted, examples["gaze"][rows].to(device))
         optimizer.zero_grad()
         (keypoint_loss + 0.01 * angular).backward()
         optimizer.step()

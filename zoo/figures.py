@@ -268,8 +268,9 @@ def one_shot_grid(path: Path, model, dataset, *, split: str = "test", references
     """Draw a one-shot model's self-reenactment of a new person and a cross-identity pair.
 
     The first rows are the reference frame(s), the person's real frames, the output driven by
-    them and the warp-only output. The last two are another person's driving frames and the
-    first person driven by them.
+    them and the warp-only output, then, for a model that blends, the weight of the warped
+    reference (white where the output copies the warp). The last two are another person's
+    driving frames and the first person driven by them.
     """
     from zoo.reenactment.data import load_clips
     from zoo.reenactment.evaluation import reference_frames
@@ -286,6 +287,7 @@ def one_shot_grid(path: Path, model, dataset, *, split: str = "test", references
         ("real frames", _frames_to_tiles(clip.frames, picks)),
         (f"{name}, self", _frames_to_tiles(own["frames"], picks)),
         ("warp only", _frames_to_tiles(own["warped"], picks)),
+        *([("weight of the warp", _frames_to_tiles(own["blend"].expand(-1, 3, -1, -1), picks))] if "blend" in own else []),
         (f"driving (person {driver.identity})", _frames_to_tiles(driver.frames, picks)),
         (f"{name}, cross", _frames_to_tiles(cross["frames"], picks)),
     ]

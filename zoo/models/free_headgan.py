@@ -746,27 +746,36 @@ class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tag
         """Drive each clip's reference by its own frames with each requested gaze of `gaze_edits`; measure the outputs' gaze.
 
         The gaze estimator reads each generated frame with the drawn keypoints placing the eyes.
-        Its own error on the real frames (gaze labels, eyes placed by its keypoints) is the floor.
+        Frames whose driving eyes are half shut or more are left out, since their gaze cannot be
+        seen. The estimator's own error on those real frames (gaze labels, eyes placed by its
+        keypoints) is reported beside it.
         """
         from zoo.reenactment.evaluation import reference_frames
+        from zoo.reenactment.one_shot import OPEN_EYES
 
         errors, per_direction, floor = [], {}, []
         rows = slice(0, frames)
+        scored = 0
         for clip in clips:
             chosen = reference_frames(clip.num_frames, 1)
+            visible = clip.labels["eye_closure"][rows].amax(dim=1) < OPEN_EYES
+            scored += int(visible.sum())
             for yaw, pitch in self.gaze_edits:
                 result = self.animate_clip(clip, chosen, rows=rows, gaze=(yaw, pitch))
-                measured = self.measure_gaze(result["frames"], result["landmarks_2d"])
-                error = angular_error_degrees(gaze_vector(measured), gaze_vector(result["gaze"]))
+                measured = self.measure_gaze(result["frames"][visible], result["landmarks_2d"][visible])
+                error = angular_error_degrees(gaze_vector(measured), gaze_vector(result["gaze"][visible]))
                 errors.append(error)
-                per_direction.setdefault(f"{math.degrees(yaw):+.0f},{math.degrees(pitch):+.0f}", []).append(float(error.mean()))
-            estimated = self.estimate(clip.frames[rows])
-            floor.append(angular_error_degrees(gaze_vector(estimated["gaze"]), gaze_vector(clip.motion.gaze[rows])))
+                per_direction.setdefault(f"{math.degrees(yaw):+.0f},{math.degrees(pitch):+.0f}", []).append(error)
+            estimated = self.estimate(clip.frames[rows][visible])
+            floor.append(angular_error_degrees(gaze_vector(estimated["gaze"]), gaze_vector(clip.motion.gaze[rows][visible])))
+        if not scored:
+            raise ValueError("every driving frame has shut eyes, so no gaze can be measured")
         return {
             "gaze_edit_error_degrees": float(torch.cat(errors).mean()),
-            "per_direction_degrees": {name: sum(values) / len(values) for name, values in per_direction.items()},
+            "per_direction_degrees": {name: float(torch.cat(values).mean()) for name, values in per_direction.items()},
             "estimator_error_on_real_frames_degrees": float(torch.cat(floor).mean()),
             "frames_per_clip": frames,
+            "frames_with_open_eyes": scored,
         }
 
     @torch.no_grad()

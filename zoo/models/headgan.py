@@ -291,12 +291,20 @@ class RenderingNetwork(nn.Module):
     AdaIN-ResBlock, a SPADE-ResBlock on the warped reference image, LeakyReLU, a reflect-padded
     7x7 conv and tanh.
 
+    With ``blend=True`` the last conv also predicts a per-pixel weight (a sigmoid), and the
+    output is that weight times the warped reference image plus its complement times the
+    rendered image, as few-shot vid2vid composes its output. The released HeadGAN renders every
+    pixel; the blend is this package's option for small networks trained briefly, which render
+    skin texture and colour less exactly than the warp copies them.
+
     Args:
         condition_channels: channels of the driving NMFC stack (window x 3).
         base_channels, levels, max_channels, pixel_shuffle: widths and depth, which must match
             the `FlowNetwork` whose warped features this network reads.
         spade_hidden: embedding width of every SPADE.
         audio_dim: length of the per-frame audio feature vector; 0 removes the audio branch.
+        blend: compose the output from the rendered image and the warped reference by a
+            predicted per-pixel weight (see above).
     """
 
     def __init__(
@@ -309,6 +317,7 @@ class RenderingNetwork(nn.Module):
         spade_hidden: int = 32,
         audio_dim: int = 84,
         pixel_shuffle: bool = False,
+        blend: bool = False,
     ) -> None:
         super().__init__()
         _check_positive_int("condition_channels", condition_channels)
@@ -336,11 +345,11 @@ class RenderingNetwork(nn.Module):
         self.upsample = _upsampler(pixel_shuffle)
         self.feature_block = SPADEResBlock(full, full, full, spade_hidden)
         self.image_block = SPADEResBlock(full, full, IMAGE_CHANNELS, spade_hidden)
+        self.blend = bool(blend)
         self.to_image = nn.Sequential(
             nn.LeakyReLU(LEAKY_SLOPE),
             nn.ReflectionPad2d(3),
-            nn.Conv2d(full, IMAGE_CHANNELS, kernel_size=7),
-            nn.Tanh(),
+            nn.Conv2d(full, IMAGE_CHANNELS + int(self.blend), kernel_size=7),
         )
         init_xavier(self, INIT_GAIN)
 
@@ -366,7 +375,17 @@ class RenderingNetwork(nn.Module):
         warped_reference: torch.Tensor,
         audio: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Render (B, 3, H, W) frames in [-1, 1].
+        """Render (B, 3, H, W) frames in [-1, 1]; the arguments are `render`'s."""
+        return self.render(driving_nmfc, warped_features, warped_reference, audio)[0]
+
+    def render(
+        self,
+        driving_nmfc: torch.Tensor,
+        warped_features: list[torch.Tensor],
+        warped_reference: torch.Tensor,
+        audio: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return (B, 3, H, W) frames in [-1, 1] and the (B, 1, H, W) weight of the warped reference (None without ``blend``).
 
         Args:
             driving_nmfc: (B, condition_channels, H, W) driving NMFC stack in [-1, 1].
@@ -391,7 +410,12 @@ class RenderingNetwork(nn.Module):
         x = self.feature_block(x, warped_features[0])
         x = self._apply_audio(self.levels, x, audio)
         x = self.image_block(x, warped_reference)
-        return self.to_image(x)
+        x = self.to_image(x)
+        rendered = torch.tanh(x[:, :IMAGE_CHANNELS])
+        if not self.blend:
+            return rendered, None
+        weight = torch.sigmoid(x[:, IMAGE_CHANNELS:])
+        return weight * warped_reference + (1.0 - weight) * rendered, weight
 
 
 def check_image_size(image_size: int, levels: int) -> None:
@@ -442,6 +466,8 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
             `zoo.data.synthheads.audio` features); 0 removes the audio branch.
         pixel_shuffle: upsample with PixelShuffle, which needs 4 times wider levels, as the
             released code does. False uses nearest-neighbour upsampling and 2 times wider levels.
+        blend: compose the output from the rendered image and the warped reference by a
+            predicted per-pixel weight (`RenderingNetwork`); the released code renders every pixel.
         data: description of the training data, for cards.
         training: training provenance (seed, config), for cards.
     """
@@ -457,6 +483,7 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         spade_hidden: int = 32,
         audio_dim: int = 84,
         pixel_shuffle: bool = False,
+        blend: bool = False,
         data: dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
     ) -> None:
@@ -472,7 +499,7 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         widths = dict(base_channels=base_channels, levels=levels, max_channels=max_channels, pixel_shuffle=pixel_shuffle)
         self.flow_network = FlowNetwork(condition_channels=self.condition_channels, spade_hidden=spade_hidden, **widths)
         self.rendering_network = RenderingNetwork(
-            condition_channels=self.condition_channels, spade_hidden=spade_hidden, audio_dim=audio_dim, **widths
+            condition_channels=self.condition_channels, spade_hidden=spade_hidden, audio_dim=audio_dim, blend=blend, **widths
         )
         # Per-feature mean and standard deviation of the training audio features: MFCCs and
         # spectral statistics have very different ranges, and AdaIN reads them through one linear layer.
@@ -522,14 +549,18 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
 
         Returns:
             A dict of ``output`` (B, 3, H, W) in [-1, 1], ``warped_reference`` (B, 3, H, W),
-            ``flow`` (B, 2, H, W) in pixels and ``mask`` (B, 1, H, W) in [0, 1].
+            ``flow`` (B, 2, H, W) in pixels and ``mask`` (B, 1, H, W) in [0, 1], plus
+            ``blend`` (B, 1, H, W), the weight of the warped reference, with ``blend=True``.
             ``warped_reference`` is the reference warped by the flow. Training compares it with
             the target frame too, which gives the flow network a direct signal.
         """
         flow = self.flow_network(reference_rgb, reference_nmfc, driving_nmfc)
         audio = self.normalise_audio(audio)
-        output = self.rendering_network(driving_nmfc, flow.warped_features, flow.warped_reference, audio)
-        return {"output": output, "warped_reference": flow.warped_reference, "flow": flow.flow, "mask": flow.mask}
+        output, weight = self.rendering_network.render(driving_nmfc, flow.warped_features, flow.warped_reference, audio)
+        result = {"output": output, "warped_reference": flow.warped_reference, "flow": flow.flow, "mask": flow.mask}
+        if weight is not None:
+            result["blend"] = weight
+        return result
 
     def synthesise(
         self,
@@ -577,7 +608,8 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
 
         Returns:
             ``frames`` and ``warped`` (T, 3, H, W) in [0, 1] (output and warp-only output),
-            ``nmfc`` (T, 3, H, W) and ``mask`` (T, 1, H, W), the rendered face region.
+            ``nmfc`` (T, 3, H, W) and ``mask`` (T, 1, H, W), the rendered face region, and with
+            ``blend=True`` the weight of the warped reference, ``blend`` (T, 1, H, W).
         """
         from zoo.reenactment.conditioning import render_conditioning
         from zoo.reenactment.one_shot import driving_stack, silent_audio
@@ -600,7 +632,7 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         driving = rendered["nmfc"] * 2.0 - 1.0
         reference_nmfc = render_conditioning(self.renderer, reference_motion, kinds=("nmfc",))["nmfc"] * 2.0 - 1.0
         reference = reference_frame[None] * 2.0 - 1.0
-        outputs, warped = [], []
+        outputs, warped, weights = [], [], []
         for start in range(0, frames, batch_size):
             rows = range(start, min(start + batch_size, frames))
             stack = torch.stack([driving_stack(driving, t, self.window) for t in rows]).to(device)
@@ -611,9 +643,14 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
             )
             outputs.append(result["output"].cpu())
             warped.append(result["warped_reference"].cpu())
+            if "blend" in result:
+                weights.append(result["blend"].cpu())
         self.train(was_training)
         to_unit = lambda values: ((torch.cat(values) + 1.0) / 2.0).clamp(0.0, 1.0)  # noqa: E731
-        return {"frames": to_unit(outputs), "warped": to_unit(warped), "nmfc": rendered["nmfc"], "mask": rendered["mask"]}
+        animated = {"frames": to_unit(outputs), "warped": to_unit(warped), "nmfc": rendered["nmfc"], "mask": rendered["mask"]}
+        if weights:
+            animated["blend"] = torch.cat(weights)
+        return animated
 
     def animate_clip(self, source, references: list[int], driver=None, rows: slice | None = None, **unused: Any) -> dict[str, Any]:
         """Evaluation interface: animate frame ``references[0]`` of a `ClipTensors` by its own motion (self-reenactment) or by `driver`'s frames `rows`.

@@ -44,7 +44,8 @@ class ClipTensors:
     and ``flow_valid`` (T - 1, H, W) marks where it is valid. ``audio`` (T, 84) holds the clip's
     per-frame audio features and ``labels`` the pose and 3D landmark labels that the keypoint
     estimator of Free-HeadGAN learns from (``landmarks_3d`` (T, 68, 3), ``rotation`` (T, 3, 3),
-    ``scale`` (T,), ``translation`` (T, 2)).
+    ``scale`` (T,), ``translation`` (T, 2)), with ``eye_closure`` (T, 2), 0 for open and 1 for
+    shut eyes, whose gaze cannot be seen.
     """
 
     identity: int
@@ -112,6 +113,7 @@ def load_clips(split, renderer, kinds: Sequence[str], identities: Iterable[int] 
                     "rotation": _column(row, "rotation").reshape(-1, 3, 3),
                     "scale": _column(row, "scale"),
                     "translation": _column(row, "translation"),
+                    "eye_closure": _column(row, "eye_closure"),
                 },
             )
         )

@@ -17,6 +17,11 @@ training:
   the target's face regions (10);
 - the discriminators are updated once every ``discriminator_every`` generator steps (4).
 
+Free-HeadGAN may add a gaze term (weight ``gaze``, 0 in the released HeadGAN weights): the
+angular error, in degrees, between the gaze that the model's frozen gaze estimator reads from
+the output and the gaze drawn into the sketch, over driving frames with open eyes. Eyes span a
+few pixels at 64 px, so the pixel losses alone barely move the pupils.
+
 The perceptual term is pluggable as for Head2Head (`zoo.losses.perceptual.build_perceptual_loss`):
 VGG19 features from user-supplied weights, otherwise the multi-scale L1 + SSIM substitute.
 """
@@ -54,8 +59,10 @@ __all__ = [
 # the warped image, masked L1 50 on each, flow mask 10, adversarial 1.
 ONE_SHOT_LOSS_WEIGHTS = {
     "image": 1.0, "mouth": 1.0, "feature_matching": 10.0, "perceptual": 10.0, "perceptual_warped": 10.0,
-    "l1": 50.0, "l1_warped": 50.0, "flow_mask": 10.0,
+    "l1": 50.0, "l1_warped": 50.0, "flow_mask": 10.0, "gaze": 0.0,
 }
+# A driving frame counts as showing its gaze when both eyes are less than half shut.
+OPEN_EYES = 0.5
 
 
 @dataclass
@@ -70,6 +77,8 @@ class OneShotBatch:
     mask: torch.Tensor  # (B, 1, H, W): face region of the driving frames
     landmarks_2d: torch.Tensor  # (B, 68, 2) of the driving frames
     audio: torch.Tensor | None  # (B, A) audio features of the driving frames
+    gaze: torch.Tensor | None = None  # (B, 2) gaze (yaw, pitch) radians of the driving frames
+    eyes_open: torch.Tensor | None = None  # (B,) True where both driving eyes are open (`OPEN_EYES`)
 
     def to(self, device) -> OneShotBatch:
         return OneShotBatch(**{name: None if value is None else value.to(device) for name, value in vars(self).items()})
@@ -119,6 +128,9 @@ def sample_references(
         parts["frames"].append(clip.frames[t] * 2.0 - 1.0)
         parts["mask"].append(clip.mask[t])
         parts["landmarks_2d"].append(clip.landmarks_2d[t])
+        parts["gaze"].append(clip.motion.gaze[t])
+        closure = (clip.labels or {}).get("eye_closure")
+        parts["eyes_open"].append(torch.tensor(closure is None or bool(closure[t].max() < OPEN_EYES)))
         if audio:
             if clip.audio is None:
                 raise ValueError(f"clip {clip.clip} has no audio features; load the clips from SynthHeads rows")
@@ -138,7 +150,8 @@ class OneShotTrainer(nn.Module):
             ``num_layers``, ``num_scales``, ``norm``).
         mouth: add the mouth discriminator, on crops of `roi_size` (72 px at 256 px).
         perceptual: `build_perceptual_loss` spec; None is the offline substitute.
-        weights: replacements for `ONE_SHOT_LOSS_WEIGHTS`.
+        weights: replacements for `ONE_SHOT_LOSS_WEIGHTS`; a positive ``gaze`` needs a model with
+            a ``gaze_estimator``.
         discriminator_every: update the discriminators once every this many generator steps.
     """
 
@@ -159,6 +172,8 @@ class OneShotTrainer(nn.Module):
         if discriminator_every < 1:
             raise ValueError(f"discriminator_every must be at least 1, got {discriminator_every}")
         self.weights = {**ONE_SHOT_LOSS_WEIGHTS, **(weights or {})}
+        if self.weights["gaze"] and not hasattr(model, "gaze_estimator"):
+            raise ValueError(f"the gaze loss weight is {self.weights['gaze']}, but {type(model).__name__} has no gaze estimator; set it to 0")
         self.discriminator_every = int(discriminator_every)
         settings = dict(discriminator or {"base_channels": 32, "num_layers": 3, "num_scales": 2, "norm": "spectral"})
         # Image critic: the current driving conditioning image (3 channels) and the frame.
@@ -212,8 +227,25 @@ class OneShotTrainer(nn.Module):
         # The flow mask of each reference should cover the face in the reference or the target.
         target_region = torch.maximum(batch.reference_masks, batch.mask[:, None])
         terms["flow_mask"] = (out["masks"] - target_region).abs().mean()
+        if self.weights["gaze"]:
+            terms["gaze"] = self.gaze_term(model, batch, fake)
         total = sum(self.weights[name] * value for name, value in terms.items())
         return total, {f"g_{name}": float(value.detach()) for name, value in terms.items()}, fake
+
+    @staticmethod
+    def gaze_term(model: nn.Module, batch: OneShotBatch, fake: torch.Tensor) -> torch.Tensor:
+        """Mean angular error (degrees) of the gaze read from `fake` against the drawn gaze, over frames with open eyes."""
+        from zoo.models.free_headgan import gaze_loss
+
+        if batch.gaze is None:
+            raise ValueError("the gaze term needs the driving frames' gaze; draw the batch with sample_references")
+        # The estimator is frozen, and evaluation mode keeps its batch statistics fixed too.
+        model.gaze_estimator.eval()
+        visible = batch.eyes_open if batch.eyes_open is not None else torch.ones(len(fake), dtype=torch.bool, device=fake.device)
+        if not bool(visible.any()):
+            return fake.sum() * 0.0
+        read = model.gaze_estimator(fake[visible], batch.landmarks_2d[visible])
+        return gaze_loss(read, batch.gaze[visible])
 
     def discriminator_losses(self, batch: OneShotBatch, fake: torch.Tensor):
         """Return the discriminator loss (image + half the mouth term, as released) and its terms."""
