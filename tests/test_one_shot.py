@@ -35,6 +35,7 @@ from zoo.reenactment.evaluation import (
     one_shot_speed,
     reference_frames,
 )
+from zoo.reenactment.gaze import gaze_examples, train_gaze_judge
 from zoo.reenactment.identity import IdentityModel, face_only, train_identity_model
 from zoo.reenactment.one_shot import (
     ONE_SHOT_LOSS_WEIGHTS,
@@ -532,10 +533,29 @@ def test_one_shot_cross_reenactment_and_speed(clips, tiny_fitter):
         assert speed["fps_end_to_end"] > 0
 
 
+def test_gaze_examples_and_judge(clips, clips_cache):
+    stills = {**GAZE_STILLS, "cache_dir": str(clips_cache)}
+    examples = gaze_examples(clips, stills, SIZE)
+    open_frames = sum(int((clip.labels["eye_closure"].amax(dim=1) < 0.5).sum()) for clip in clips)
+    assert open_frames < len(examples["gaze"]) <= open_frames + 4
+    assert examples["images"].shape[1:] == (3, SIZE, SIZE)
+    with pytest.raises(ValueError, match="kind: images"):
+        gaze_examples(clips, {**stills, "kind": "clips"}, SIZE)
+    with pytest.raises(ValueError, match="renders 32 px images, the model reads 64 px"):
+        gaze_examples([], stills, 64)
+    judge, error = train_gaze_judge(SIZE, steps=2, batch_size=4, data=stills, widths=(4,), hidden=4, progress=False)
+    assert not judge.training and math.isfinite(error)
+    model = tiny_free()
+    model.gaze_edits = ((0.2, 0.0),)
+    scores = model.gaze_editing(clips[:1], frames=2, judge=judge)
+    assert scores["judge_gaze_edit_error_degrees"] >= 0 and scores["judge_error_on_real_frames_degrees"] >= 0
+
+
 def test_gaze_editing_and_keypoint_errors(clips):
     model = tiny_free()
     model.gaze_edits = ((0.2, 0.0), (0.0, -0.1))
     scores = model.gaze_editing(clips[:1], frames=2)
+    assert "judge_gaze_edit_error_degrees" not in scores
     assert set(scores["per_direction_degrees"]) == {"+11,+0", "+0,-6"}
     assert scores["gaze_edit_error_degrees"] >= 0
     assert scores["estimator_error_on_real_frames_degrees"] >= 0

@@ -32,7 +32,6 @@ import logging
 import sys
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -40,8 +39,9 @@ from zoo.evaluation import build_dataset
 from zoo.models.free_headgan import FreeHeadGAN, gaze_loss, keypoint_losses
 from zoo.models.headgan import HeadGAN
 from zoo.reenactment.conditioning import builtin_renderer
-from zoo.reenactment.data import load_clips, to_frames
-from zoo.reenactment.one_shot import OPEN_EYES, OneShotTrainer, sample_references
+from zoo.reenactment.data import load_clips
+from zoo.reenactment.gaze import gaze_examples
+from zoo.reenactment.one_shot import OneShotTrainer, sample_references
 from zoo.training import (
     Progress,
     add_run_arguments,
@@ -133,36 +133,17 @@ def estimator_batch(clips, size: int, generator: torch.Generator) -> dict[str, A
     return {"images": stack, "labels": label_stack}
 
 
-def gaze_examples(clips, data: dict[str, Any] | None, image_size: int) -> dict[str, torch.Tensor]:
-    """Frames with open eyes for the gaze estimator: the training clips' frames, plus every still of `data`.
-
-    `data` is a SynthHeads stills build (`zoo.evaluation.build_dataset` options) of other people
-    than the clips'. Gaze is read from a few pixels per eye, so an estimator trained on the 28
-    clip people alone learns their eyes and errs far more on new people.
-    """
-    images = [clip.frames for clip in clips]
-    landmarks = [clip.landmarks_2d for clip in clips]
-    gaze = [clip.motion.gaze for clip in clips]
-    closure = [clip.labels["eye_closure"] for clip in clips]
-    if data:
-        if data.get("kind", "images") != "images":
-            raise SystemExit("error: training.estimators.gaze_data must be a SynthHeads stills build (kind: images)")
-        stills = build_dataset(data)["train"]
-        if stills[0]["image"].size != (image_size, image_size):
-            raise SystemExit(f"error: training.estimators.gaze_data renders {stills[0]['image'].size[0]} px images, the model is {image_size} px")
-        images.append(to_frames(stills["image"]))
-        for name, values in (("landmarks_2d", landmarks), ("gaze", gaze), ("eye_closure", closure)):
-            values.append(torch.as_tensor(np.asarray(stills[name], dtype=np.float32)))
-    visible = torch.cat(closure).amax(dim=1) < OPEN_EYES
-    return {"images": torch.cat(images)[visible], "landmarks_2d": torch.cat(landmarks)[visible], "gaze": torch.cat(gaze)[visible]}
-
-
 def train_estimators(model: FreeHeadGAN, clips, settings: dict[str, Any], seed: int, device) -> dict[str, float]:
-    """Train the keypoint estimator on same-clip frame pairs and the gaze estimator on `gaze_examples`; return their last-100-step mean losses."""
+    """Train the keypoint estimator on same-clip frame pairs and the gaze estimator on
+    `zoo.reenactment.gaze.gaze_examples` (the clips' frames with open eyes, plus the stills of
+    ``gaze_data``); return their last-100-step mean losses."""
     steps = int(settings.get("steps", 2000))
     size = int(settings.get("batch_size", 32))
     jitter = float(settings.get("landmark_jitter", 0.5))
-    examples = gaze_examples(clips, settings.get("gaze_data"), model.image_size)
+    try:
+        examples = gaze_examples(clips, settings.get("gaze_data"), model.image_size)
+    except ValueError as error:
+        raise SystemExit(f"error: training.estimators.gaze_data: {error}") from None
     logger.info("gaze estimator: %d frames with open eyes", len(examples["gaze"]))
     parameters = list(model.estimator_parameters())
     optimizer = torch.optim.Adam(parameters, lr=float(settings.get("lr", 1e-3)))

@@ -742,18 +742,21 @@ class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tag
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def gaze_editing(self, clips, *, frames: int = 24) -> dict[str, Any]:
+    def gaze_editing(self, clips, *, frames: int = 24, judge: nn.Module | None = None) -> dict[str, Any]:
         """Drive each clip's reference by its own frames with each requested gaze of `gaze_edits`; measure the outputs' gaze.
 
         The gaze estimator reads each generated frame with the drawn keypoints placing the eyes.
         Frames whose driving eyes are half shut or more are left out, since their gaze cannot be
         seen. The estimator's own error on those real frames (gaze labels, eyes placed by its
-        keypoints) is reported beside it.
+        keypoints) is reported beside it. A `judge` (`zoo.reenactment.gaze.train_gaze_judge`), a
+        gaze estimator the generator never trained against, reads the same frames too
+        (``judge_*`` entries; its error on the real frames places the eyes at their true landmarks).
         """
         from zoo.reenactment.evaluation import reference_frames
         from zoo.reenactment.one_shot import OPEN_EYES
 
         errors, per_direction, floor = [], {}, []
+        judged, judge_floor = [], []
         rows = slice(0, frames)
         scored = 0
         for clip in clips:
@@ -766,17 +769,28 @@ class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tag
                 error = angular_error_degrees(gaze_vector(measured), gaze_vector(result["gaze"][visible]))
                 errors.append(error)
                 per_direction.setdefault(f"{math.degrees(yaw):+.0f},{math.degrees(pitch):+.0f}", []).append(error)
-            estimated = self.estimate(clip.frames[rows][visible])
+                if judge is not None:
+                    read = judge(result["frames"][visible] * 2.0 - 1.0, result["landmarks_2d"][visible])
+                    judged.append(angular_error_degrees(gaze_vector(read), gaze_vector(result["gaze"][visible])))
+            real = clip.frames[rows][visible]
+            estimated = self.estimate(real)
             floor.append(angular_error_degrees(gaze_vector(estimated["gaze"]), gaze_vector(clip.motion.gaze[rows][visible])))
+            if judge is not None:
+                read = judge(real * 2.0 - 1.0, clip.landmarks_2d[rows][visible])
+                judge_floor.append(angular_error_degrees(gaze_vector(read), gaze_vector(clip.motion.gaze[rows][visible])))
         if not scored:
             raise ValueError("every driving frame has shut eyes, so no gaze can be measured")
-        return {
+        scores = {
             "gaze_edit_error_degrees": float(torch.cat(errors).mean()),
             "per_direction_degrees": {name: float(torch.cat(values).mean()) for name, values in per_direction.items()},
             "estimator_error_on_real_frames_degrees": float(torch.cat(floor).mean()),
             "frames_per_clip": frames,
             "frames_with_open_eyes": scored,
         }
+        if judge is not None:
+            scores["judge_gaze_edit_error_degrees"] = float(torch.cat(judged).mean())
+            scores["judge_error_on_real_frames_degrees"] = float(torch.cat(judge_floor).mean())
+        return scores
 
     @torch.no_grad()
     def keypoint_errors(self, clips) -> dict[str, float]:
@@ -788,15 +802,18 @@ class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tag
         """Score self-reenactment with 1 and 3 references, cross-identity reenactment, gaze editing and speed on `split`'s people."""
         from zoo.reenactment.data import load_clips
         from zoo.reenactment.evaluation import one_shot_scores
+        from zoo.reenactment.gaze import train_gaze_judge
 
         clips = load_clips(dataset[split], self.renderer, ("nmfc",))
         scores = one_shot_scores(self, dataset, split, conditions=("nmfc",), references=(1, 3), clips=clips)
         three = scores["self_reenactment"]["3"]
-        gaze = self.gaze_editing(clips)
+        judge, judge_training_error = train_gaze_judge(self.image_size)
+        gaze = {**self.gaze_editing(clips, judge=judge), "judge_training_error_degrees": judge_training_error}
         scores.update({
             "three_shot_psnr": three["psnr"],
             "three_shot_masked_l1": three["masked_l1"],
             "gaze_edit_error_degrees": gaze["gaze_edit_error_degrees"],
+            "judge_gaze_edit_error_degrees": gaze["judge_gaze_edit_error_degrees"],
             "gaze_editing": gaze,
         })
         scores["estimators"] = self.keypoint_errors(clips)
