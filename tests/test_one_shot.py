@@ -213,6 +213,37 @@ def test_one_shot_trainer_updates(clips, factory, references):
         assert trainer.mouth_discriminator.audio_dim == model.audio_dim
 
 
+class TwoProcessAccelerator:
+    """Stands in for a two-process Accelerator: records which gradients the trainer averages."""
+
+    num_processes = 2
+
+    def __init__(self) -> None:
+        self.reduced: list[tuple[int, ...]] = []
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def reduce(self, tensor: torch.Tensor, reduction: str) -> torch.Tensor:
+        assert reduction == "mean"
+        self.reduced.append(tuple(tensor.shape))
+        return tensor
+
+
+def test_one_shot_trainer_averages_gradients_over_processes(clips):
+    model = tiny_headgan(audio_dim=0)
+    trainer = OneShotTrainer(model, discriminator=TINY_DISCRIMINATOR, discriminator_every=1)
+    batch = sample_references(clips, [model.clip_conditions(c) for c in clips], batch_size=2, references=1, window=model.window,
+                              generator=torch.Generator().manual_seed(0), audio=False)
+    generator_optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    discriminator_optimizer = torch.optim.Adam(list(trainer.discriminator_parameters()), lr=1e-3)
+    accelerator = TwoProcessAccelerator()
+    trainer.step(model, batch, generator_optimizer, discriminator_optimizer, accelerator)
+    expected = [tuple(p.shape) for p in model.parameters() if p.grad is not None]
+    expected += [tuple(p.shape) for p in trainer.discriminator_parameters() if p.grad is not None]
+    assert accelerator.reduced == expected
+
+
 def test_free_headgan_trainer_leaves_estimators(clips):
     model = tiny_free()
     trainer = OneShotTrainer(model, discriminator=TINY_DISCRIMINATOR)

@@ -248,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             references = int(torch.randint(1, max_references + 1, (1,), generator=draws))
             batch = sample_references(clips, conditions, batch_size=batch_size, references=references,
                                       window=unwrapped.window, generator=draws, audio=bool(unwrapped.audio_dim))
-            # NOTE: the step calls the unwrapped model, so several processes would not average
-            # their generator gradients; these configs train in one process.
+            # The step calls the unwrapped networks and averages their gradients over processes itself.
             terms = unwrapped_trainer.step(unwrapped, batch.to(accelerator.device), generator_optimizer,
                                            discriminator_optimizer, accelerator)
             for name, value in terms.items():

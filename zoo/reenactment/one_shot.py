@@ -257,19 +257,36 @@ class OneShotTrainer(nn.Module):
         total = terms["image"] + 0.5 * terms.get("mouth", 0.0)
         return total, {f"d_{name}": float(value.detach()) for name, value in terms.items()}
 
+    @staticmethod
+    def _backward(loss: torch.Tensor, optimizer, accelerator) -> None:
+        """Backpropagate `loss` and, across several processes, average the gradients of `optimizer`'s parameters.
+
+        The step calls the unwrapped networks (`synthesise` is not `forward`), so the
+        data-parallel wrapper never prepares its gradient hooks; the average is taken here.
+        """
+        if accelerator is None:
+            loss.backward()
+            return
+        accelerator.backward(loss)
+        if accelerator.num_processes > 1:
+            for group in optimizer.param_groups:
+                for parameter in group["params"]:
+                    if parameter.grad is not None:
+                        parameter.grad = accelerator.reduce(parameter.grad, reduction="mean")
+
     def step(self, model: nn.Module, batch: OneShotBatch, generator_optimizer, discriminator_optimizer, accelerator=None,
              network: Callable | None = None) -> dict[str, float]:
         """One generator update, and a discriminator update every ``discriminator_every`` steps."""
         loss, terms, fake = self.generator_losses(model, batch, network)
         generator_optimizer.zero_grad()
-        accelerator.backward(loss) if accelerator is not None else loss.backward()
+        self._backward(loss, generator_optimizer, accelerator)
         generator_optimizer.step()
         self.steps += 1
         result = {"g_total": float(loss.detach()), **terms}
         if self.steps % self.discriminator_every == 0:
             d_loss, d_terms = self.discriminator_losses(batch, fake)
             discriminator_optimizer.zero_grad()
-            accelerator.backward(d_loss) if accelerator is not None else d_loss.backward()
+            self._backward(d_loss, discriminator_optimizer, accelerator)
             discriminator_optimizer.step()
             result.update({"d_total": float(d_loss.detach()), **d_terms})
         return result
