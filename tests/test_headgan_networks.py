@@ -422,9 +422,10 @@ def test_headgan_blend_composes_warp_and_render():
         audio = model.normalise_audio(inputs["audio"])
         network = model.rendering_network
         network.blend = False
-        rendered, none = network.render(inputs["driving_nmfc"], flow.warped_features, flow.warped_reference, audio)
+        rendered, none, same = network.render(inputs["driving_nmfc"], flow.warped_features, flow.warped_reference, audio)
         network.blend = True
-    assert none is None
+    assert none is None and same is rendered
+    torch.testing.assert_close(result["rendered"], rendered)
     weight = result["blend"]
     assert weight.shape == (2, 1, SIZE, SIZE)
     assert 0.0 < float(weight.min()) and float(weight.max()) < 1.0

@@ -295,7 +295,9 @@ class RenderingNetwork(nn.Module):
     output is that weight times the warped reference image plus its complement times the
     rendered image, as few-shot vid2vid composes its output. The released HeadGAN renders every
     pixel; the blend is this package's option for small networks trained briefly, which render
-    skin texture and colour less exactly than the warp copies them.
+    skin texture and colour less exactly than the warp copies them. Training must also score the
+    rendered image on its own (`zoo.reenactment.one_shot.OneShotTrainer` does): otherwise the
+    weight moves to the warp everywhere early on, and the rendering network stops learning.
 
     Args:
         condition_channels: channels of the driving NMFC stack (window x 3).
@@ -384,8 +386,9 @@ class RenderingNetwork(nn.Module):
         warped_features: list[torch.Tensor],
         warped_reference: torch.Tensor,
         audio: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return (B, 3, H, W) frames in [-1, 1] and the (B, 1, H, W) weight of the warped reference (None without ``blend``).
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Return (B, 3, H, W) frames in [-1, 1], the (B, 1, H, W) weight of the warped reference
+        (None without ``blend``) and the rendered image before blending (the frames without ``blend``).
 
         Args:
             driving_nmfc: (B, condition_channels, H, W) driving NMFC stack in [-1, 1].
@@ -413,9 +416,9 @@ class RenderingNetwork(nn.Module):
         x = self.to_image(x)
         rendered = torch.tanh(x[:, :IMAGE_CHANNELS])
         if not self.blend:
-            return rendered, None
+            return rendered, None, rendered
         weight = torch.sigmoid(x[:, IMAGE_CHANNELS:])
-        return weight * warped_reference + (1.0 - weight) * rendered, weight
+        return weight * warped_reference + (1.0 - weight) * rendered, weight, rendered
 
 
 def check_image_size(image_size: int, levels: int) -> None:
@@ -549,17 +552,18 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
 
         Returns:
             A dict of ``output`` (B, 3, H, W) in [-1, 1], ``warped_reference`` (B, 3, H, W),
-            ``flow`` (B, 2, H, W) in pixels and ``mask`` (B, 1, H, W) in [0, 1], plus
-            ``blend`` (B, 1, H, W), the weight of the warped reference, with ``blend=True``.
+            ``flow`` (B, 2, H, W) in pixels and ``mask`` (B, 1, H, W) in [0, 1], plus, with
+            ``blend=True``, ``blend`` (B, 1, H, W), the weight of the warped reference, and
+            ``rendered`` (B, 3, H, W), the rendered image before blending.
             ``warped_reference`` is the reference warped by the flow. Training compares it with
             the target frame too, which gives the flow network a direct signal.
         """
         flow = self.flow_network(reference_rgb, reference_nmfc, driving_nmfc)
         audio = self.normalise_audio(audio)
-        output, weight = self.rendering_network.render(driving_nmfc, flow.warped_features, flow.warped_reference, audio)
+        output, weight, rendered = self.rendering_network.render(driving_nmfc, flow.warped_features, flow.warped_reference, audio)
         result = {"output": output, "warped_reference": flow.warped_reference, "flow": flow.flow, "mask": flow.mask}
         if weight is not None:
-            result["blend"] = weight
+            result.update(blend=weight, rendered=rendered)
         return result
 
     def synthesise(

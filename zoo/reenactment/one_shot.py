@@ -22,6 +22,11 @@ angular error, in degrees, between the gaze that the model's frozen gaze estimat
 the output and the gaze drawn into the sketch, over driving frames with open eyes. Eyes span a
 few pixels at 64 px, so the pixel losses alone barely move the pupils.
 
+A HeadGAN that blends its rendered image with the warped reference (``blend=True``) also gets
+the perceptual and masked L1 terms on the rendered image before blending (``perceptual_rendered``
+10, ``l1_rendered`` 50, the output's weights), so that the rendering network keeps learning where
+the blend already trusts the warp.
+
 The perceptual term is pluggable as for Head2Head (`zoo.losses.perceptual.build_perceptual_loss`):
 VGG19 features from user-supplied weights, otherwise the multi-scale L1 + SSIM substitute.
 """
@@ -59,7 +64,7 @@ __all__ = [
 # the warped image, masked L1 50 on each, flow mask 10, adversarial 1.
 ONE_SHOT_LOSS_WEIGHTS = {
     "image": 1.0, "mouth": 1.0, "feature_matching": 10.0, "perceptual": 10.0, "perceptual_warped": 10.0,
-    "l1": 50.0, "l1_warped": 50.0, "flow_mask": 10.0, "gaze": 0.0,
+    "l1": 50.0, "l1_warped": 50.0, "flow_mask": 10.0, "gaze": 0.0, "perceptual_rendered": 10.0, "l1_rendered": 50.0,
 }
 # A driving frame counts as showing its gaze when both eyes are less than half shut.
 OPEN_EYES = 0.5
@@ -224,6 +229,9 @@ class OneShotTrainer(nn.Module):
         terms["perceptual_warped"] = self.perceptual(out["warped_reference"], real)
         terms["l1"] = masked_l1(fake, real, batch.mask)
         terms["l1_warped"] = masked_l1(out["warped_reference"], real, batch.mask)
+        if "rendered" in out:
+            terms["perceptual_rendered"] = self.perceptual(out["rendered"], real)
+            terms["l1_rendered"] = masked_l1(out["rendered"], real, batch.mask)
         # The flow mask of each reference should cover the face in the reference or the target.
         target_region = torch.maximum(batch.reference_masks, batch.mask[:, None])
         terms["flow_mask"] = (out["masks"] - target_region).abs().mean()
