@@ -259,7 +259,7 @@ def test_free_headgan_trainer_leaves_estimators(clips):
 
 def test_gaze_term_trains_generator_not_estimator(clips):
     model = tiny_free()
-    trainer = OneShotTrainer(model, discriminator=TINY_DISCRIMINATOR, weights={"gaze": 0.1})
+    trainer = OneShotTrainer(model, discriminator=TINY_DISCRIMINATOR, weights={"gaze": 0.1, "l1_eyes": 10.0})
     batch = sample_references(clips, [model.clip_conditions(c) for c in clips], batch_size=3, references=1, window=1,
                               generator=torch.Generator().manual_seed(0), audio=False)
     assert batch.gaze.shape == (3, 2) and batch.eyes_open.dtype == torch.bool
@@ -268,6 +268,7 @@ def test_gaze_term_trains_generator_not_estimator(clips):
     statistics = {name: value.clone() for name, value in model.gaze_estimator.state_dict().items() if "running" in name}
     loss, terms, fake = trainer.generator_losses(model, batch)
     assert terms["g_gaze"] > 0
+    assert terms["g_l1_eyes"] > 0
     loss.backward()
     assert any(p.grad is not None and bool(p.grad.abs().sum()) for p in model.rendering_network.parameters())
     for name, value in model.gaze_estimator.state_dict().items():

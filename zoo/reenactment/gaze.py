@@ -23,8 +23,8 @@ from zoo.reenactment.one_shot import OPEN_EYES
 
 __all__ = ["JUDGE_DATA", "gaze_examples", "train_gaze_judge"]
 
-# SynthHeads stills of people that neither the clip sets (data seed 0) nor Free-HeadGAN's gaze
-# estimator (seed 1) contain. The image size is the model's.
+# SynthHeads stills of people that neither the clip sets (`seed: 0`) nor the stills of
+# Free-HeadGAN's gaze estimator (`seed: 1`) contain. The image size is the model's.
 JUDGE_DATA = {"name": "synthheads", "kind": "images", "seed": 2, "num_identities": 120, "images_per_identity": 20,
               "conditioning": False, "splits": {"train": 1.0}}
 
@@ -34,7 +34,7 @@ def gaze_examples(clips: Sequence[ClipTensors], data: dict[str, Any] | None, ima
 
     `data` is a SynthHeads stills build (`zoo.evaluation.build_dataset` options). Gaze is read
     from a few pixels per eye, so an estimator trained on a few people learns their eyes and
-    errs far more on new people; stills of many other people make it read eyes in general.
+    errs far more on new people. Stills of many other people teach it eyes in general.
     Returns ``images`` (N, 3, H, W) in [0, 1], ``landmarks_2d`` (N, 68, 2) and ``gaze`` (N, 2).
     """
     from zoo.evaluation import build_dataset
@@ -54,7 +54,7 @@ def gaze_examples(clips: Sequence[ClipTensors], data: dict[str, Any] | None, ima
         for name, values in (("landmarks_2d", landmarks), ("gaze", gaze), ("eye_closure", closure)):
             values.append(torch.as_tensor(np.asarray(stills[name], dtype=np.float32)))
     if not images:
-        raise ValueError("no gaze examples: give clips or stills")
+        raise ValueError("no gaze examples: pass clips or a stills build")
     visible = torch.cat(closure).amax(dim=1) < OPEN_EYES
     return {"images": torch.cat(images)[visible], "landmarks_2d": torch.cat(landmarks)[visible], "gaze": torch.cat(gaze)[visible]}
 
@@ -62,7 +62,10 @@ def gaze_examples(clips: Sequence[ClipTensors], data: dict[str, Any] | None, ima
 def train_gaze_judge(image_size: int, *, steps: int = 2000, batch_size: int = 32, seed: int = 0, jitter: float = 0.5,
                      data: dict[str, Any] | None = None, widths: Sequence[int] = (24, 48, 96), hidden: int = 96,
                      progress: bool = True):
-    """Train a `GazeEstimator` on stills of `data` (default `JUDGE_DATA` at `image_size`); return it in evaluation mode and its last-100-step training error (degrees)."""
+    """Train a `GazeEstimator` on the stills of `data` (default `JUDGE_DATA` at `image_size`).
+
+    Returns the estimator in evaluation mode and its mean training error over the last 100 steps, in degrees.
+    """
     from zoo.models.free_headgan import GazeEstimator, gaze_loss
 
     examples = gaze_examples([], data or {**JUDGE_DATA, "image_size": image_size}, image_size)

@@ -17,10 +17,12 @@ training:
   the target's face regions (10);
 - the discriminators are updated once every ``discriminator_every`` generator steps (4).
 
-Free-HeadGAN may add a gaze term (weight ``gaze``, 0 in the released HeadGAN weights): the
+Free-HeadGAN may add two eye terms, both 0 in the released HeadGAN weights. ``gaze`` is the
 angular error, in degrees, between the gaze that the model's frozen gaze estimator reads from
-the output and the gaze drawn into the sketch, over driving frames with open eyes. Eyes span a
-few pixels at 64 px, so the pixel losses alone barely move the pupils.
+the output and the gaze drawn into the sketch, over driving frames with open eyes. ``l1_eyes``
+is the L1 error over the two eye crops (`zoo.models.free_headgan.crop_eyes`, aligned with the
+eye corners) of output and target. Eyes span a few pixels at 64 px, so the face-wide pixel
+losses alone leave them blurred and barely move the pupils.
 
 A HeadGAN that blends its rendered image with the warped reference (``blend=True``) also gets
 the perceptual and masked L1 terms on the rendered image before blending (``perceptual_rendered``
@@ -64,8 +66,11 @@ __all__ = [
 # the warped image, masked L1 50 on each, flow mask 10, adversarial 1.
 ONE_SHOT_LOSS_WEIGHTS = {
     "image": 1.0, "mouth": 1.0, "feature_matching": 10.0, "perceptual": 10.0, "perceptual_warped": 10.0,
-    "l1": 50.0, "l1_warped": 50.0, "flow_mask": 10.0, "gaze": 0.0, "perceptual_rendered": 10.0, "l1_rendered": 50.0,
+    "l1": 50.0, "l1_warped": 50.0, "flow_mask": 10.0, "gaze": 0.0, "l1_eyes": 0.0, "perceptual_rendered": 10.0,
+    "l1_rendered": 50.0,
 }
+# Side of each eye crop of the ``l1_eyes`` term, in pixels.
+EYE_CROP = 16
 # A driving frame counts as showing its gaze when both eyes are less than half shut.
 OPEN_EYES = 0.5
 
@@ -237,6 +242,10 @@ class OneShotTrainer(nn.Module):
         terms["flow_mask"] = (out["masks"] - target_region).abs().mean()
         if self.weights["gaze"]:
             terms["gaze"] = self.gaze_term(model, batch, fake)
+        if self.weights["l1_eyes"]:
+            from zoo.models.free_headgan import crop_eyes
+
+            terms["l1_eyes"] = (crop_eyes(fake, batch.landmarks_2d, EYE_CROP) - crop_eyes(real, batch.landmarks_2d, EYE_CROP)).abs().mean()
         total = sum(self.weights[name] * value for name, value in terms.items())
         return total, {f"g_{name}": float(value.detach()) for name, value in terms.items()}, fake
 
