@@ -677,7 +677,7 @@ def write_config(folder: Path, cache_dir: Path, method: str, *, model: dict | No
     [
         ("headgan", HeadGAN, [], "headgan-tiny"),
         ("headgan", HeadGAN, ["--set", "model.audio_dim=0"], "headgan-tiny-no-audio"),
-        ("headgan", HeadGAN, ["--set", "model.blend=false"], "headgan-tiny-no-blend"),
+        ("headgan", HeadGAN, ["--set", "model.blend=true"], "headgan-tiny-blend"),
         ("free-headgan", FreeHeadGAN, [], "free-headgan-tiny"),
         ("free-headgan", FreeHeadGAN, ["gaze"], "free-headgan-tiny"),
     ],

@@ -17,8 +17,8 @@ components separately. The generator never reads their outputs during training. 
 supply the keypoints and gaze that the sketches are drawn from.
 
 A run with ``model.audio_dim: 0`` (HeadGAN without audio, the audio ablation) goes to
-``runs/<model_id>-no-audio``, and one with ``model.blend: false`` (the released direct
-rendering) to ``runs/<model_id>-no-blend``. Learning rates stay constant, then decay linearly to 0 over the
+``runs/<model_id>-no-audio``, and one with ``model.blend: true`` (the rendered image blended
+with the warped reference, our variant) to ``runs/<model_id>-blend``. Learning rates stay constant, then decay linearly to 0 over the
 last ``decay_epochs``; every epoch saves the Accelerate state for `--resume`; the last epoch's
 model is saved with `save_pretrained`, with ``training_summary.json``.
 """
@@ -65,14 +65,13 @@ ESTIMATOR_KEYS = ("steps", "batch_size", "lr", "weights", "landmark_jitter", "ga
 
 def run_name(config: dict[str, Any]) -> str:
     """Return the run folder name: the model id, with ``-no-audio`` for HeadGAN without its audio
-    branch and ``-no-blend`` for HeadGAN with an explicit ``model.blend: false`` (the released
-    direct rendering, where the bundled config blends)."""
+    branch and ``-blend`` for HeadGAN that blends its rendered image with the warped reference."""
     name = config["model_id"]
     if config["method"] == "headgan":
         if int(config["model"].get("audio_dim", 84)) == 0:
             name += "-no-audio"
-        if config["model"].get("blend") is False:
-            name += "-no-blend"
+        if config["model"].get("blend"):
+            name += "-blend"
     return name
 
 
