@@ -578,7 +578,9 @@ def test_gaze_examples_and_judge(clips, clips_cache):
         gaze_examples(clips, {**stills, "kind": "clips"}, SIZE)
     with pytest.raises(ValueError, match="renders 32 px images, the model reads 64 px"):
         gaze_examples([], stills, 64)
-    judge, error = train_gaze_judge(SIZE, steps=2, batch_size=4, data=stills, widths=(4,), hidden=4, progress=False)
+    # Evaluation runs under no_grad, and the judge still trains there.
+    with torch.no_grad():
+        judge, error = train_gaze_judge(SIZE, steps=2, batch_size=4, data=stills, widths=(4,), hidden=4, progress=False)
     assert not judge.training and math.isfinite(error)
     model = tiny_free()
     model.gaze_edits = ((0.2, 0.0),)

@@ -59,6 +59,7 @@ def gaze_examples(clips: Sequence[ClipTensors], data: dict[str, Any] | None, ima
     return {"images": torch.cat(images)[visible], "landmarks_2d": torch.cat(landmarks)[visible], "gaze": torch.cat(gaze)[visible]}
 
 
+@torch.enable_grad()
 def train_gaze_judge(image_size: int, *, steps: int = 2000, batch_size: int = 32, seed: int = 0, jitter: float = 0.5,
                      data: dict[str, Any] | None = None, widths: Sequence[int] = (24, 48, 96), hidden: int = 96,
                      progress: bool = True):
