@@ -511,7 +511,7 @@ _ENTRIES = [
         id="free-headgan-synthheads",
         model_class="FreeHeadGAN",
         hub_repo="zoo-models/free-headgan-synthheads",
-        sha256="2a733847d093c3694042af66a7d507bd3feb607ea0a03bcb20f8750a169089f9",
+        sha256="7022e7040fe69f518f585edf01536938ef796e155080e2f4a770067ad31f26c3",
         method="Free-HeadGAN",
         summary=(
             "Small Free-HeadGAN: a canonical 3D keypoint estimator, a gaze estimator and a generator on gaze-coded "
