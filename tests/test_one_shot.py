@@ -262,7 +262,8 @@ def test_gaze_term_trains_generator_not_estimator(clips):
     trainer = OneShotTrainer(model, discriminator=TINY_DISCRIMINATOR, weights={"gaze": 0.1, "l1_eyes": 10.0})
     batch = sample_references(clips, [model.clip_conditions(c) for c in clips], batch_size=3, references=1, window=1,
                               generator=torch.Generator().manual_seed(0), audio=False)
-    assert batch.gaze.shape == (3, 2) and batch.eyes_open.dtype == torch.bool
+    assert batch.gaze.shape == (3, 2)
+    assert batch.eyes_open.dtype == torch.bool
     model.train()
     model.gaze_estimator.requires_grad_(False)  # as the training script freezes it
     statistics = {name: value.clone() for name, value in model.gaze_estimator.state_dict().items() if "running" in name}
@@ -581,11 +582,13 @@ def test_gaze_examples_and_judge(clips, clips_cache):
     # Evaluation runs under no_grad, and the judge still trains there.
     with torch.no_grad():
         judge, error = train_gaze_judge(SIZE, steps=2, batch_size=4, data=stills, widths=(4,), hidden=4, progress=False)
-    assert not judge.training and math.isfinite(error)
+    assert not judge.training
+    assert math.isfinite(error)
     model = tiny_free()
     model.gaze_edits = ((0.2, 0.0),)
     scores = model.gaze_editing(clips[:1], frames=2, judge=judge)
-    assert scores["judge_gaze_edit_error_degrees"] >= 0 and scores["judge_error_on_real_frames_degrees"] >= 0
+    assert scores["judge_gaze_edit_error_degrees"] >= 0
+    assert scores["judge_error_on_real_frames_degrees"] >= 0
 
 
 def test_gaze_editing_and_keypoint_errors(clips):

@@ -40,7 +40,7 @@ from zoo.models.free_headgan import FreeHeadGAN, gaze_loss, keypoint_losses
 from zoo.models.headgan import HeadGAN
 from zoo.reenactment.conditioning import builtin_renderer
 from zoo.reenactment.data import load_clips
-from zoo.reenactment.gaze import gaze_examples
+from zoo.reenactment.gaze import gaze_batch, gaze_examples
 from zoo.reenactment.one_shot import OneShotTrainer, sample_references
 from zoo.training import (
     Progress,
@@ -133,9 +133,11 @@ def estimator_batch(clips, size: int, generator: torch.Generator) -> dict[str, A
 
 
 def train_estimators(model: FreeHeadGAN, clips, settings: dict[str, Any], seed: int, device) -> dict[str, float]:
-    """Train the keypoint estimator on same-clip frame pairs and the gaze estimator on
-    `zoo.reenactment.gaze.gaze_examples` (the clips' frames with open eyes, plus the stills of
-    ``gaze_data``); return their last-100-step mean losses."""
+    """Train the keypoint estimator on same-clip frame pairs and the gaze estimator on `zoo.reenactment.gaze.gaze_examples`.
+
+    The gaze examples are the clips' frames with open eyes, plus the stills of ``gaze_data``.
+    Returns the mean losses of the last 100 steps.
+    """
     steps = int(settings.get("steps", 2000))
     size = int(settings.get("batch_size", 32))
     jitter = float(settings.get("landmark_jitter", 0.5))
@@ -157,11 +159,9 @@ def train_estimators(model: FreeHeadGAN, clips, settings: dict[str, Any], seed: 
         target = model.keypoint_estimator(batch["images"]["target"].to(device))
         labels = {role: {k: v.to(device) for k, v in values.items()} for role, values in batch["labels"].items()}
         keypoint_loss, terms = keypoint_losses(source, target, labels["source"], labels["target"], settings.get("weights"))
-        rows = torch.randint(len(examples["gaze"]), (size,), generator=draws)
-        # Landmark noise imitates the keypoint estimator's error, because its keypoints place the eye crops at inference.
-        points = examples["landmarks_2d"][rows] + jitter * torch.randn((size, *examples["landmarks_2d"].shape[1:]), generator=draws)
-        predicted = model.gaze_estimator((examples["images"][rows] * 2.0 - 1.0).to(device), points.to(device))
-        angular = gaze_loss(predicted, examples["gaze"][rows].to(device))
+        images, points, gaze = gaze_batch(examples, size, jitter, draws)
+        predicted = model.gaze_estimator(images.to(device), points.to(device))
+        angular = gaze_loss(predicted, gaze.to(device))
         optimizer.zero_grad()
         (keypoint_loss + 0.01 * angular).backward()
         optimizer.step()

@@ -773,11 +773,11 @@ class FreeHeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tag
                     read = judge(result["frames"][visible] * 2.0 - 1.0, result["landmarks_2d"][visible])
                     judged.append(angular_error_degrees(gaze_vector(read), gaze_vector(result["gaze"][visible])))
             real = clip.frames[rows][visible]
-            estimated = self.estimate(real)
-            floor.append(angular_error_degrees(gaze_vector(estimated["gaze"]), gaze_vector(clip.motion.gaze[rows][visible])))
+            truth = gaze_vector(clip.motion.gaze[rows][visible])
+            floor.append(angular_error_degrees(gaze_vector(self.estimate(real)["gaze"]), truth))
             if judge is not None:
                 read = judge(real * 2.0 - 1.0, clip.landmarks_2d[rows][visible])
-                judge_floor.append(angular_error_degrees(gaze_vector(read), gaze_vector(clip.motion.gaze[rows][visible])))
+                judge_floor.append(angular_error_degrees(gaze_vector(read), truth))
         if not scored:
             raise ValueError("every driving frame has shut eyes, so no gaze can be measured")
         scores = {

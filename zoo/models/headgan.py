@@ -294,8 +294,8 @@ class RenderingNetwork(nn.Module):
     With ``blend=True`` the last conv also predicts a per-pixel weight (a sigmoid), and the
     output is that weight times the warped reference image plus its complement times the
     rendered image, as few-shot vid2vid composes its output. The released HeadGAN renders every
-    pixel; the blend is this package's option for small networks trained briefly, which render
-    skin texture and colour less exactly than the warp copies them. Training must also score the
+    pixel. The blend is this package's option for small networks trained briefly, because they
+    render skin texture and colour less exactly than the warp copies them. Training must also score the
     rendered image on its own (`zoo.reenactment.one_shot.OneShotTrainer` does): otherwise the
     weight moves to the warp everywhere early on, and the rendering network stops learning.
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from zoo.reenactment.data import ClipTensors, to_frames
 from zoo.reenactment.one_shot import OPEN_EYES
 
-__all__ = ["JUDGE_DATA", "gaze_examples", "train_gaze_judge"]
+__all__ = ["JUDGE_DATA", "gaze_batch", "gaze_examples", "train_gaze_judge"]
 
 # SynthHeads stills of people that neither the clip sets (`seed: 0`) nor the stills of
 # Free-HeadGAN's gaze estimator (`seed: 1`) contain. The image size is the model's.
@@ -59,6 +59,19 @@ def gaze_examples(clips: Sequence[ClipTensors], data: dict[str, Any] | None, ima
     return {"images": torch.cat(images)[visible], "landmarks_2d": torch.cat(landmarks)[visible], "gaze": torch.cat(gaze)[visible]}
 
 
+def gaze_batch(examples: dict[str, torch.Tensor], size: int, jitter: float,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw `size` of `gaze_examples`: images in [-1, 1], landmarks with Gaussian noise of `jitter` pixels, and gaze.
+
+    The landmark noise imitates the keypoint estimator's error, because its keypoints place the
+    eye crops at inference.
+    """
+    rows = torch.randint(len(examples["gaze"]), (size,), generator=generator)
+    points = examples["landmarks_2d"][rows]
+    points = points + jitter * torch.randn(points.shape, generator=generator)
+    return examples["images"][rows] * 2.0 - 1.0, points, examples["gaze"][rows]
+
+
 @torch.enable_grad()
 def train_gaze_judge(image_size: int, *, steps: int = 2000, batch_size: int = 32, seed: int = 0, jitter: float = 0.5,
                      data: dict[str, Any] | None = None, widths: Sequence[int] = (24, 48, 96), hidden: int = 96,
@@ -78,10 +91,8 @@ def train_gaze_judge(image_size: int, *, steps: int = 2000, batch_size: int = 32
     recent: list[float] = []
     judge.train()
     for _ in tqdm(range(steps), desc="gaze judge", disable=not progress):
-        rows = torch.randint(len(examples["gaze"]), (batch_size,), generator=generator)
-        points = examples["landmarks_2d"][rows]
-        points = points + jitter * torch.randn(points.shape, generator=generator)
-        loss = gaze_loss(judge(examples["images"][rows] * 2.0 - 1.0, points), examples["gaze"][rows])
+        images, points, gaze = gaze_batch(examples, batch_size, jitter, generator)
+        loss = gaze_loss(judge(images, points), gaze)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
