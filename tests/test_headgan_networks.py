@@ -444,3 +444,23 @@ def test_headgan_blend_keeps_released_weights_layout():
     assert blended.rendering_network.to_image[-1].out_channels == 4
     assert plain.rendering_network.to_image[-1].out_channels == 3
     assert "blend" not in plain(**tiny_inputs())
+
+
+def test_headgan_residual_starts_at_the_warp_and_adds_its_correction():
+    model = tiny_model(residual=True).eval()
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        result = model(**inputs)
+        # The correction conv starts at zero, so the untrained output is the warp-only output.
+        torch.testing.assert_close(result["output"], result["warped_reference"].clamp(-1.0, 1.0))
+        last = model.rendering_network.to_image[-1]
+        last.bias.fill_(0.25)
+        shifted = model(**inputs)
+    torch.testing.assert_close(shifted["output"], (shifted["warped_reference"] + 0.25).clamp(-1.0, 1.0))
+    assert "blend" not in shifted
+    assert list(model.state_dict()) == list(tiny_model().state_dict())
+
+
+def test_headgan_residual_excludes_blend():
+    with pytest.raises(ValueError, match="Set at most one of them"):
+        tiny_model(blend=True, residual=True)

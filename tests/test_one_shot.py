@@ -187,7 +187,8 @@ def test_sample_references_errors(clips, changes, message):
 
 
 @pytest.mark.parametrize("factory, references", [
-    (tiny_headgan, 1), (lambda: tiny_headgan(audio_dim=0), 1), (lambda: tiny_headgan(blend=True), 1), (tiny_free, 2),
+    (tiny_headgan, 1), (lambda: tiny_headgan(audio_dim=0), 1), (lambda: tiny_headgan(blend=True), 1),
+    (lambda: tiny_headgan(residual=True), 1), (tiny_free, 2),
 ])
 def test_one_shot_trainer_updates(clips, factory, references):
     model = factory()
@@ -683,6 +684,7 @@ def write_config(folder: Path, cache_dir: Path, method: str, *, model: dict | No
         ("headgan", HeadGAN, [], "headgan-tiny"),
         ("headgan", HeadGAN, ["--set", "model.audio_dim=0"], "headgan-tiny-no-audio"),
         ("headgan", HeadGAN, ["--set", "model.blend=true"], "headgan-tiny-blend"),
+        ("headgan", HeadGAN, ["--set", "model.residual=true"], "headgan-tiny"),
         ("free-headgan", FreeHeadGAN, [], "free-headgan-tiny"),
         ("free-headgan", FreeHeadGAN, ["gaze"], "free-headgan-tiny"),
     ],

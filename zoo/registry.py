@@ -493,7 +493,7 @@ _ENTRIES = [
         id="headgan-synthheads",
         model_class="HeadGAN",
         hub_repo="zoo-models/headgan-synthheads",
-        sha256="6db4b41da377176802b2ecaad2ebc5e882d7b41c56b2c525f1cff7954b408615",
+        sha256="eafd174309265975a00cc22c9dfdbb34bb26ce2927190d740b3c1b53c64a6627",
         method="HeadGAN",
         summary=(
             "Small one-shot HeadGAN (flow and rendering networks with SPADE and audio AdaIN blocks) that animates one "

@@ -299,6 +299,12 @@ class RenderingNetwork(nn.Module):
     rendered image on its own (`zoo.reenactment.one_shot.OneShotTrainer` does): otherwise the
     weight moves to the warp everywhere early on, and the rendering network stops learning.
 
+    With ``residual=True`` the last conv predicts a correction added to the warped reference
+    image (clipped to [-1, 1]) instead of the image itself. That conv starts at zero, so training
+    starts from the warp-only output and learns what the warp cannot give: the mouth interior,
+    eyelids and shading that the reference lacks. It is this package's other option for small
+    networks, because the skin colour and texture then pass through from the reference unchanged.
+
     Args:
         condition_channels: channels of the driving NMFC stack (window x 3).
         base_channels, levels, max_channels, pixel_shuffle: widths and depth, which must match
@@ -307,6 +313,7 @@ class RenderingNetwork(nn.Module):
         audio_dim: length of the per-frame audio feature vector; 0 removes the audio branch.
         blend: compose the output from the rendered image and the warped reference by a
             predicted per-pixel weight (see above).
+        residual: render a correction of the warped reference image (see above). It excludes ``blend``.
     """
 
     def __init__(
@@ -320,8 +327,11 @@ class RenderingNetwork(nn.Module):
         audio_dim: int = 84,
         pixel_shuffle: bool = False,
         blend: bool = False,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        if blend and residual:
+            raise ValueError("blend and residual are both True, but they are two ways to compose the output. Set at most one of them")
         _check_positive_int("condition_channels", condition_channels)
         _check_positive_int("base_channels", base_channels)
         _check_positive_int("levels", levels)
@@ -354,6 +364,10 @@ class RenderingNetwork(nn.Module):
             nn.Conv2d(full, IMAGE_CHANNELS + int(self.blend), kernel_size=7),
         )
         init_xavier(self, INIT_GAIN)
+        self.residual = bool(residual)
+        if self.residual:
+            nn.init.zeros_(self.to_image[-1].weight)
+            nn.init.zeros_(self.to_image[-1].bias)
 
     def _check_audio(self, audio: torch.Tensor | None, batch: int) -> None:
         if self.audio_dim == 0:
@@ -414,6 +428,9 @@ class RenderingNetwork(nn.Module):
         x = self._apply_audio(self.levels, x, audio)
         x = self.image_block(x, warped_reference)
         x = self.to_image(x)
+        if self.residual:
+            output = (warped_reference + x).clamp(-1.0, 1.0)
+            return output, None, output
         rendered = torch.tanh(x[:, :IMAGE_CHANNELS])
         if not self.blend:
             return rendered, None, rendered
@@ -471,6 +488,8 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
             released code does. False uses nearest-neighbour upsampling and 2 times wider levels.
         blend: compose the output from the rendered image and the warped reference by a
             predicted per-pixel weight (`RenderingNetwork`); the released code renders every pixel.
+        residual: render a correction added to the warped reference image (`RenderingNetwork`)
+            instead of the image. It excludes ``blend``.
         data: description of the training data, for cards.
         training: training provenance (seed, config), for cards.
     """
@@ -487,6 +506,7 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         audio_dim: int = 84,
         pixel_shuffle: bool = False,
         blend: bool = False,
+        residual: bool = False,
         data: dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
     ) -> None:
@@ -502,7 +522,8 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         widths = dict(base_channels=base_channels, levels=levels, max_channels=max_channels, pixel_shuffle=pixel_shuffle)
         self.flow_network = FlowNetwork(condition_channels=self.condition_channels, spade_hidden=spade_hidden, **widths)
         self.rendering_network = RenderingNetwork(
-            condition_channels=self.condition_channels, spade_hidden=spade_hidden, audio_dim=audio_dim, blend=blend, **widths
+            condition_channels=self.condition_channels, spade_hidden=spade_hidden, audio_dim=audio_dim, blend=blend,
+            residual=residual, **widths
         )
         # Per-feature mean and standard deviation of the training audio features: MFCCs and
         # spectral statistics have very different ranges, and AdaIN reads them through one linear layer.
