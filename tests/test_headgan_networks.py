@@ -446,7 +446,7 @@ def test_headgan_blend_keeps_released_weights_layout():
     assert "blend" not in plain(**tiny_inputs())
 
 
-def test_headgan_residual_starts_at_the_warp_and_adds_its_correction():
+def test_headgan_residual_adds_correction_to_warp():
     model = tiny_model(residual=True).eval()
     inputs = tiny_inputs()
     with torch.no_grad():

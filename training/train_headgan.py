@@ -18,7 +18,7 @@ supply the keypoints and gaze that the sketches are drawn from.
 
 A run with ``model.audio_dim: 0`` (HeadGAN without audio, the audio ablation) goes to
 ``runs/<model_id>-no-audio``, and one with ``model.blend: true`` (the rendered image blended
-with the warped reference, our variant) to ``runs/<model_id>-blend``; ``--output-dir`` names any
+with the warped reference, our variant) to ``runs/<model_id>-blend``. ``--output-dir`` names any
 other variant's folder. Learning rates stay constant, then decay linearly to 0 over the last
 ``decay_epochs``; every epoch saves the Accelerate state for `--resume`; the last epoch's model
 is saved with `save_pretrained`, with ``training_summary.json``.

@@ -301,9 +301,9 @@ class RenderingNetwork(nn.Module):
 
     With ``residual=True`` the last conv predicts a correction added to the warped reference
     image (clipped to [-1, 1]) instead of the image itself. That conv starts at zero, so training
-    starts from the warp-only output and learns what the warp cannot give: the mouth interior,
-    eyelids and shading that the reference lacks. It is this package's other option for small
-    networks, because the skin colour and texture then pass through from the reference unchanged.
+    starts from the warp-only output and has to learn only what the warp lacks, such as the mouth
+    interior. It is this package's other option for small networks, because the skin colour and
+    texture of the reference then reach the output through the warp.
 
     Args:
         condition_channels: channels of the driving NMFC stack (window x 3).
