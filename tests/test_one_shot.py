@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from safetensors.torch import load_file
 
 import zoo
 from zoo import cli
@@ -685,6 +686,7 @@ def write_config(folder: Path, cache_dir: Path, method: str, *, model: dict | No
         ("headgan", HeadGAN, ["--set", "model.audio_dim=0"], "headgan-tiny-no-audio"),
         ("headgan", HeadGAN, ["--set", "model.blend=true"], "headgan-tiny-blend"),
         ("headgan", HeadGAN, ["--set", "model.residual=true"], "headgan-tiny"),
+        ("headgan", HeadGAN, ["--set", "training.ema=0.9"], "headgan-tiny"),
         ("free-headgan", FreeHeadGAN, [], "free-headgan-tiny"),
         ("free-headgan", FreeHeadGAN, ["gaze"], "free-headgan-tiny"),
     ],
@@ -713,6 +715,19 @@ def test_train_script_one_epoch(tmp_path, clips_dataset, clips_cache, method, mo
         assert (output / "estimators.json").is_file()
 
 
+def test_train_script_weight_average_resume(tmp_path, clips_dataset, clips_cache):
+    config = write_config(tmp_path, clips_cache, "headgan", training={"ema": 0.5, "epochs": 2})
+    output = tmp_path / "run"
+    base = ["--config", str(config), "--output-dir", str(output), "--cpu"]
+    assert train_headgan.main([*base, "--epochs", "1"]) == 0
+    assert train_headgan.main([*base, "--resume"]) == 0
+    assert [json.loads(line)["epoch"] for line in (output / "validation_history.jsonl").read_text().splitlines()] == [1, 2]
+    model = zoo.load(output)
+    best = load_file(str(output / "best.safetensors"))
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, best[name])
+
+
 @pytest.mark.parametrize(
     ("method", "changes", "message"),
     [
@@ -725,6 +740,7 @@ def test_train_script_one_epoch(tmp_path, clips_dataset, clips_cache, method, mo
         ("free-headgan", {"training": {"estimators": {"steps": 1, "gaze_data": {"name": "synthheads", "kind": "clips"}}}},
          "must be a SynthHeads stills build"),
         ("headgan", {"training": {"weights": {"gaze": 0.1}}}, "HeadGAN has none"),
+        ("headgan", {"training": {"ema": 1.5}}, "training.ema: the weight-average decay must lie strictly between 0 and 1, got 1.5"),
     ],
 )
 def test_train_script_config_errors(tmp_path, clips_cache, method, changes, message):

@@ -21,7 +21,9 @@ A run with ``model.audio_dim: 0`` (HeadGAN without audio, the audio ablation) go
 with the warped reference, our variant) to ``runs/<model_id>-blend``. ``--output-dir`` names any
 other variant's folder. Learning rates stay constant, then decay linearly to 0 over the last
 ``decay_epochs``; every epoch saves the Accelerate state for `--resume`; the last epoch's model
-is saved with `save_pretrained`, with ``training_summary.json``.
+is saved with `save_pretrained`, with ``training_summary.json``. With ``training.ema`` set to a
+decay such as 0.999, the saved generator is the moving average of its weights
+(`zoo.training.WeightAverage`) while the discriminators train against the current weights.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from zoo.reenactment.gaze import gaze_batch, gaze_examples
 from zoo.reenactment.one_shot import OneShotTrainer, sample_references
 from zoo.training import (
     Progress,
+    WeightAverage,
     add_run_arguments,
     apply_overrides,
     learning_rate_factor,
@@ -59,7 +62,7 @@ logger = logging.getLogger("train_headgan")
 METHODS = {"headgan": HeadGAN, "free-headgan": FreeHeadGAN}
 TRAINING_KEYS = (
     "epochs", "steps_per_epoch", "batch_size", "references", "lr", "betas", "decay_epochs", "discriminator",
-    "discriminator_every", "mouth", "perceptual", "weights", "estimators",
+    "discriminator_every", "mouth", "perceptual", "weights", "estimators", "ema",
 )
 ESTIMATOR_KEYS = ("steps", "batch_size", "lr", "weights", "landmark_jitter", "gaze_data")
 
@@ -218,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     unwrapped = accelerator.unwrap_model(model)
     unwrapped_trainer = accelerator.unwrap_model(trainer)
     accelerator.register_for_checkpointing(progress)
+    average = None
+    if settings.get("ema"):
+        try:
+            average = WeightAverage(unwrapped, float(settings["ema"]))
+        except ValueError as error:
+            raise SystemExit(f"error: training.ema: {error}") from None
+        accelerator.register_for_checkpointing(average)
     history_path = output_dir / "validation_history.jsonl"
     if accelerator.is_main_process and not args.resume:
         history_path.unlink(missing_ok=True)
@@ -251,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             # The step calls the unwrapped networks and averages their gradients over processes itself.
             terms = unwrapped_trainer.step(unwrapped, batch.to(accelerator.device), generator_optimizer,
                                            discriminator_optimizer, accelerator)
+            if average is not None:
+                average.update(unwrapped)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value
                 counts[name] = counts.get(name, 0) + 1
@@ -258,9 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_postfix(g=f"{last_losses['g_total']:.2f}", l1=f"{last_losses['g_l1']:.3f}")
         # The last epoch is the one saved, so the score only grows.
         record = {"epoch": epoch + 1, "lr": lr * factor, "losses": last_losses}
-        progress.finish_epoch(accelerator, model, epoch=epoch, score=float(epoch), record=record, output_dir=output_dir)
+        progress.finish_epoch(accelerator, model, epoch=epoch, score=float(epoch), record=record, output_dir=output_dir,
+                              average=average)
 
     accelerator.wait_for_everyone()
+    if average is not None:
+        average.copy_to(unwrapped)
     unwrapped.eval()
     summary: dict[str, Any] = {
         "model_id": config["model_id"],

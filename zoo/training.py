@@ -18,6 +18,7 @@ import yaml
 
 __all__ = [
     "Progress",
+    "WeightAverage",
     "learning_rate_factor",
     "model_settings",
     "add_run_arguments",
@@ -83,12 +84,16 @@ class Progress:
         self.best_score = float(state["best_score"])
         self.best_epoch = int(state["best_epoch"])
 
-    def finish_epoch(self, accelerator, model, *, epoch: int, score: float, record: dict[str, Any], output_dir: Path) -> None:
+    def finish_epoch(
+        self, accelerator, model, *, epoch: int, score: float, record: dict[str, Any], output_dir: Path,
+        average: WeightAverage | None = None,
+    ) -> None:
         """Close a scored epoch: count it, log `record`, keep the weights if `score` is the best, save the state.
 
         Appends `record` as one JSON line to ``validation_history.jsonl``, writes the unwrapped
-        model's weights to ``best.safetensors`` when `score` beats every earlier epoch (higher is
-        better), and saves the Accelerate state to ``state/`` for `--resume`, all in `output_dir`.
+        model's weights (their `average`, when one is kept) to ``best.safetensors`` when `score`
+        beats every earlier epoch (higher is better), and saves the Accelerate state to ``state/``
+        for `--resume`, all in `output_dir`.
         """
         import json
 
@@ -101,9 +106,65 @@ class Progress:
         if score > self.best_score:
             self.best_score, self.best_epoch = score, epoch
             if accelerator.is_main_process:
-                save_file(accelerator.unwrap_model(model).state_dict(), str(output_dir / "best.safetensors"))
+                unwrapped = accelerator.unwrap_model(model)
+                weights = average.averaged_state(unwrapped) if average is not None else unwrapped.state_dict()
+                save_file({name: value.contiguous() for name, value in weights.items()}, str(output_dir / "best.safetensors"))
         accelerator.wait_for_everyone()
         accelerator.save_state(str(output_dir / "state"))
+
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point weights, kept beside the trained ones.
+
+    GAN generators are often evaluated with such an average (progressive GANs, StyleGAN): it
+    smooths the step-to-step drift that the adversarial game adds to the weights. The average
+    starts as a copy of the weights; `update` after every optimiser step moves it towards them
+    with a rate that warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so early
+    weights do not dominate a short run. Integer buffers are not averaged: `averaged_state` takes
+    them from the model. It registers with Accelerate's checkpointing like any stateful object.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        decay = float(decay)
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"the weight-average decay must lie strictly between 0 and 1, got {decay}")
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {
+            name: value.detach().clone() for name, value in model.state_dict().items() if value.is_floating_point()
+        }
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        rate = 1.0 - min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for name, value in model.state_dict().items():
+            if name in self.shadow:
+                self.shadow[name].lerp_(value.detach(), rate)
+
+    def averaged_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Return the model's state dict with its floating-point entries replaced by their averages."""
+        state = model.state_dict()
+        return {name: self.shadow.get(name, value) for name, value in state.items()}
+
+    def copy_to(self, model: torch.nn.Module) -> None:
+        """Load the averaged weights into `model`, strictly."""
+        model.load_state_dict(self.averaged_state(model), strict=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": torch.tensor(self.updates), **{f"shadow.{name}": value for name, value in self.shadow.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        names = {key[len("shadow."):] for key in state if key.startswith("shadow.")}
+        if names != set(self.shadow):
+            missing, unexpected = sorted(set(self.shadow) - names), sorted(names - set(self.shadow))
+            raise ValueError(
+                f"the saved weight average does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}; "
+                "resume with the config the run started with"
+            )
+        self.updates = int(state["updates"])
+        for name in self.shadow:
+            self.shadow[name].copy_(state[f"shadow.{name}"])
 
 
 def resolve_run(config: dict[str, Any], args: argparse.Namespace) -> tuple[int, int]:
