@@ -259,6 +259,24 @@ def test_free_headgan_trainer_leaves_estimators(clips):
     assert all(p.grad is None for p in model.estimator_parameters())
 
 
+def test_correction_term_is_the_correction_size(clips):
+    model = tiny_headgan(audio_dim=0, residual=True)
+    torch.nn.init.normal_(model.rendering_network.to_image[-1].weight, std=0.1)
+    weights = {name: 0.0 for name in ONE_SHOT_LOSS_WEIGHTS} | {"correction": 1.0}
+    trainer = OneShotTrainer(model, discriminator=TINY_DISCRIMINATOR, weights=weights)
+    batch = sample_references(clips, [model.clip_conditions(c) for c in clips], batch_size=2, references=1, window=model.window,
+                              generator=torch.Generator().manual_seed(0), audio=False)
+    loss, terms, fake = trainer.generator_losses(model, batch)
+    assert terms["g_correction"] > 0
+    loss.backward()
+    assert bool(model.rendering_network.to_image[-1].weight.grad.abs().sum())
+
+
+def test_correction_term_needs_residual_rendering():
+    with pytest.raises(ValueError, match="renders every pixel instead of a correction"):
+        OneShotTrainer(tiny_headgan(), weights={"correction": 1.0})
+
+
 def test_gaze_term_trains_generator_not_estimator(clips):
     model = tiny_free()
     trainer = OneShotTrainer(model, discriminator=TINY_DISCRIMINATOR, weights={"gaze": 0.1, "l1_eyes": 10.0})

@@ -23,15 +23,30 @@ def test_update_uses_warmup_rate():
     torch.testing.assert_close(average.shadow["0.weight"], start + rate)
 
 
-def test_integer_buffers_not_averaged():
+def test_buffers_come_from_the_model():
     model = small_model()
     average = WeightAverage(model, decay=0.9)
     model.train()
-    model(torch.randn(4, 3))
+    model(torch.randn(4, 3) + 5.0)
     state = average.averaged_state(model)
     assert set(state) == set(model.state_dict())
     assert int(state["1.num_batches_tracked"]) == 1
-    assert "1.num_batches_tracked" not in average.shadow
+    torch.testing.assert_close(state["1.running_mean"], model[1].running_mean)
+    assert "1.running_mean" not in average.shadow
+
+
+def test_spectral_norm_vectors_not_averaged():
+    torch.manual_seed(0)
+    model = torch.nn.utils.parametrizations.spectral_norm(torch.nn.Linear(4, 4))
+    average = WeightAverage(model, decay=0.9)
+    with torch.no_grad():
+        model.parametrizations.weight.original.mul_(-1.0)
+    model.train()
+    model(torch.randn(2, 4))
+    average.update(model)
+    state = average.averaged_state(model)
+    torch.testing.assert_close(state["parametrizations.weight.0._u"], model.parametrizations.weight[0]._u)
+    assert "parametrizations.weight.original" in average.shadow
 
 
 def test_copy_to_loads_the_average():

@@ -120,8 +120,10 @@ class WeightAverage:
     smooths the step-to-step drift that the adversarial game adds to the weights. The average
     starts as a copy of the weights; `update` after every optimiser step moves it towards them
     with a rate that warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so early
-    weights do not dominate a short run. Integer buffers are not averaged: `averaged_state` takes
-    them from the model. It registers with Accelerate's checkpointing like any stateful object.
+    weights do not dominate a short run. Only parameters are averaged: `averaged_state` takes every
+    buffer from the model, because an average of spectral-norm power-iteration vectors is no longer
+    a singular-vector estimate and would rescale the weights. It registers with Accelerate's
+    checkpointing like any stateful object.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
@@ -131,19 +133,19 @@ class WeightAverage:
         self.decay = decay
         self.updates = 0
         self.shadow = {
-            name: value.detach().clone() for name, value in model.state_dict().items() if value.is_floating_point()
+            name: value.detach().clone() for name, value in model.named_parameters() if value.is_floating_point()
         }
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         rate = 1.0 - min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        for name, value in model.state_dict().items():
+        for name, value in model.named_parameters():
             if name in self.shadow:
                 self.shadow[name].lerp_(value.detach(), rate)
 
     def averaged_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        """Return the model's state dict with its floating-point entries replaced by their averages."""
+        """Return the model's state dict with its parameters replaced by their averages."""
         state = model.state_dict()
         return {name: self.shadow.get(name, value) for name, value in state.items()}
 

@@ -63,11 +63,12 @@ __all__ = [
 ]
 
 # Released HeadGAN weights (`train_options.py`): feature matching 10, VGG 10 on the output and on
-# the warped image, masked L1 50 on each, flow mask 10, adversarial 1.
+# the warped image, masked L1 50 on each, flow mask 10, adversarial 1. The ``correction`` term
+# (ours, off by default) is the masked L1 size of a residual rendering network's correction.
 ONE_SHOT_LOSS_WEIGHTS = {
     "image": 1.0, "mouth": 1.0, "feature_matching": 10.0, "perceptual": 10.0, "perceptual_warped": 10.0,
     "l1": 50.0, "l1_warped": 50.0, "flow_mask": 10.0, "gaze": 0.0, "l1_eyes": 0.0, "perceptual_rendered": 10.0,
-    "l1_rendered": 50.0,
+    "l1_rendered": 50.0, "correction": 0.0,
 }
 # Side of each eye crop of the ``l1_eyes`` term, in pixels.
 EYE_CROP = 16
@@ -184,6 +185,11 @@ class OneShotTrainer(nn.Module):
         self.weights = {**ONE_SHOT_LOSS_WEIGHTS, **(weights or {})}
         if self.weights["gaze"] and not hasattr(model, "gaze_estimator"):
             raise ValueError(f"the gaze loss weight is {self.weights['gaze']}, but {type(model).__name__} has no gaze estimator; set it to 0")
+        if self.weights["correction"] and not getattr(getattr(model, "rendering_network", None), "residual", False):
+            raise ValueError(
+                f"the correction loss weight is {self.weights['correction']}, but {type(model).__name__} renders every pixel "
+                "instead of a correction of the warp; set residual=True or the weight to 0"
+            )
         self.discriminator_every = int(discriminator_every)
         settings = dict(discriminator or {"base_channels": 32, "num_layers": 3, "num_scales": 2, "norm": "spectral"})
         # Image critic: the current driving conditioning image (3 channels) and the frame.
@@ -240,6 +246,12 @@ class OneShotTrainer(nn.Module):
         # The flow mask of each reference should cover the face in the reference or the target.
         target_region = torch.maximum(batch.reference_masks, batch.mask[:, None])
         terms["flow_mask"] = (out["masks"] - target_region).abs().mean()
+        if self.weights["correction"]:
+            # A sparsity prior on the correction: under it, the per-pixel optimum of the L1 terms is
+            # a soft-thresholded correction, so the network leaves a warped pixel alone unless the
+            # change pays off consistently. Output minus warp is the correction itself, so the
+            # gradient reaches the warp only through the correction's inputs.
+            terms["correction"] = masked_l1(fake, out["warped_reference"], batch.mask)
         if self.weights["gaze"]:
             terms["gaze"] = self.gaze_term(model, batch, fake)
         if self.weights["l1_eyes"]:
