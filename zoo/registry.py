@@ -493,7 +493,7 @@ _ENTRIES = [
         id="headgan-synthheads",
         model_class="HeadGAN",
         hub_repo="zoo-models/headgan-synthheads",
-        sha256="eafd174309265975a00cc22c9dfdbb34bb26ce2927190d740b3c1b53c64a6627",
+        sha256="2b7d87c0a429ebee0c55b23c4e14e8059788ebd945fb0bdbcd4c318694bb8473",
         method="HeadGAN",
         summary=(
             "Small one-shot HeadGAN (flow and rendering networks with SPADE and audio AdaIN blocks) that animates one "

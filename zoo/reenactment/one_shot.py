@@ -64,7 +64,7 @@ __all__ = [
 
 # Released HeadGAN weights (`train_options.py`): feature matching 10, VGG 10 on the output and on
 # the warped image, masked L1 50 on each, flow mask 10, adversarial 1. The ``correction`` term
-# (ours, off by default) is the masked L1 size of a residual rendering network's correction.
+# (ours, off by default) is the masked L1 norm of a residual rendering network's correction.
 ONE_SHOT_LOSS_WEIGHTS = {
     "image": 1.0, "mouth": 1.0, "feature_matching": 10.0, "perceptual": 10.0, "perceptual_warped": 10.0,
     "l1": 50.0, "l1_warped": 50.0, "flow_mask": 10.0, "gaze": 0.0, "l1_eyes": 0.0, "perceptual_rendered": 10.0,
@@ -247,10 +247,8 @@ class OneShotTrainer(nn.Module):
         target_region = torch.maximum(batch.reference_masks, batch.mask[:, None])
         terms["flow_mask"] = (out["masks"] - target_region).abs().mean()
         if self.weights["correction"]:
-            # A sparsity prior on the correction: under it, the per-pixel optimum of the L1 terms is
-            # a soft-thresholded correction, so the network leaves a warped pixel alone unless the
-            # change pays off consistently. Output minus warp is the correction itself, so the
-            # gradient reaches the warp only through the correction's inputs.
+            # A sparsity prior: with it the per-pixel L1 optimum is a soft-thresholded correction,
+            # which leaves a warped pixel alone unless changing it pays off consistently.
             terms["correction"] = masked_l1(fake, out["warped_reference"], batch.mask)
         if self.weights["gaze"]:
             terms["gaze"] = self.gaze_term(model, batch, fake)
