@@ -758,7 +758,7 @@ def test_train_script_weight_average_resume(tmp_path, clips_dataset, clips_cache
         ("free-headgan", {"training": {"estimators": {"steps": 1, "gaze_data": {"name": "synthheads", "kind": "clips"}}}},
          "must be a SynthHeads stills build"),
         ("headgan", {"training": {"weights": {"gaze": 0.1}}}, "HeadGAN has none"),
-        ("headgan", {"training": {"ema": 1.5}}, "training.ema: the weight-average decay must lie strictly between 0 and 1, got 1.5"),
+        ("headgan", {"training": {"ema": 1.5}}, "training.ema: invalid weight-average decay 1.5: it must lie strictly between 0 and 1"),
     ],
 )
 def test_train_script_config_errors(tmp_path, clips_cache, method, changes, message):

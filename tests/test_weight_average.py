@@ -1,4 +1,4 @@
-"""The moving average of generator weights kept by the one-shot training script."""
+"""The moving average of model weights (`zoo.training.WeightAverage`) kept by the one-shot training script."""
 
 from __future__ import annotations
 
@@ -80,5 +80,5 @@ def test_state_of_other_model_rejected():
 
 @pytest.mark.parametrize("decay", [0.0, 1.0, -0.5])
 def test_invalid_decay_rejected(decay):
-    with pytest.raises(ValueError, match=f"strictly between 0 and 1, got {decay}"):
+    with pytest.raises(ValueError, match=f"invalid weight-average decay {decay}: it must lie strictly between 0 and 1"):
         WeightAverage(small_model(), decay=decay)

@@ -118,8 +118,8 @@ class WeightAverage:
 
     GAN generators are often evaluated with such an average (progressive GANs, StyleGAN): it
     smooths the step-to-step drift that the adversarial game adds to the weights. The average
-    starts as a copy of the weights; `update` after every optimiser step moves it towards them
-    with a rate that warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so early
+    starts as a copy of the weights. Each `update`, called after an optimiser step, moves it
+    towards them by ``1 - min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the early
     weights do not dominate a short run. Only parameters are averaged: `averaged_state` takes every
     buffer from the model, because an average of spectral-norm power-iteration vectors is no longer
     a singular-vector estimate and would rescale the weights. It registers with Accelerate's
@@ -129,7 +129,7 @@ class WeightAverage:
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         decay = float(decay)
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"the weight-average decay must lie strictly between 0 and 1, got {decay}")
+            raise ValueError(f"invalid weight-average decay {decay}: it must lie strictly between 0 and 1, such as 0.999")
         self.decay = decay
         self.updates = 0
         self.shadow = {
