@@ -461,6 +461,36 @@ def test_headgan_residual_adds_correction_to_warp():
     assert list(model.state_dict()) == list(tiny_model().state_dict())
 
 
+def test_headgan_correction_threshold_keeps_the_warp_where_the_correction_is_small():
+    model = tiny_model(residual=True, correction_threshold=0.1).eval()
+    inputs = tiny_inputs()
+    bias = torch.tensor([0.05, 0.3, -0.4])
+    with torch.no_grad():
+        model.rendering_network.to_image[-1].bias.copy_(bias)
+        result = model(**inputs)
+        # Each channel's correction shrinks by 0.1 towards zero; the first is inside the threshold.
+        shrunk = torch.tensor([0.0, 0.2, -0.3]).view(1, 3, 1, 1)
+        torch.testing.assert_close(result["output"], (result["warped_reference"] + shrunk).clamp(-1.0, 1.0))
+        model.rendering_network.threshold_scale = 0.0
+        unshrunk = model(**inputs)
+    torch.testing.assert_close(unshrunk["output"], (unshrunk["warped_reference"] + bias.view(1, 3, 1, 1)).clamp(-1.0, 1.0))
+    assert list(model.state_dict()) == list(tiny_model().state_dict())
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"correction_threshold": 0.1}, "set residual=True or correction_threshold=0"),
+        ({"residual": True, "correction_threshold": -0.1}, r"must be a number in \[0, 2\).*got -0.1"),
+        ({"residual": True, "correction_threshold": float("nan")}, "got nan"),
+        ({"residual": True, "correction_threshold": True}, "got True"),
+    ],
+)
+def test_headgan_correction_threshold_rejects(settings, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model(**settings)
+
+
 def test_headgan_residual_excludes_blend():
     with pytest.raises(ValueError, match="Set at most one of them"):
         tiny_model(blend=True, residual=True)

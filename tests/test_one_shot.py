@@ -705,6 +705,8 @@ def write_config(folder: Path, cache_dir: Path, method: str, *, model: dict | No
         ("headgan", HeadGAN, ["--set", "model.blend=true"], "headgan-tiny-blend"),
         ("headgan", HeadGAN, ["--set", "model.residual=true"], "headgan-tiny"),
         ("headgan", HeadGAN, ["--set", "training.ema=0.9"], "headgan-tiny"),
+        ("headgan", HeadGAN, ["--set", "model.residual=true", "--set", "model.correction_threshold=0.05",
+                              "--set", "training.threshold_warmup_epochs=1"], "headgan-tiny"),
         ("free-headgan", FreeHeadGAN, [], "free-headgan-tiny"),
         ("free-headgan", FreeHeadGAN, ["gaze"], "free-headgan-tiny"),
     ],
@@ -726,6 +728,9 @@ def test_train_script_one_epoch(tmp_path, clips_dataset, clips_cache, method, mo
     assert "d_total" in summary["final_epoch_losses"]
     if method == "headgan" and not extra:
         assert not torch.equal(model.audio_std, torch.ones(84))
+    if "model.correction_threshold=0.05" in extra:
+        assert model.rendering_network.correction_threshold == 0.05
+        assert model.rendering_network.threshold_scale == 1.0
     if "training.weights={gaze: 0.1}" in extra:
         assert "g_gaze" in summary["final_epoch_losses"]
     if method == "free-headgan":
@@ -759,6 +764,9 @@ def test_train_script_weight_average_resume(tmp_path, clips_dataset, clips_cache
          "must be a SynthHeads stills build"),
         ("headgan", {"training": {"weights": {"gaze": 0.1}}}, "HeadGAN has none"),
         ("headgan", {"training": {"ema": 1.5}}, "training.ema: invalid weight-average decay 1.5: it must lie strictly between 0 and 1"),
+        ("headgan", {"training": {"threshold_warmup_epochs": 2}}, "model.correction_threshold is not set"),
+        ("headgan", {"model": {"residual": True, "correction_threshold": 0.1}, "training": {"threshold_warmup_epochs": 1.5}},
+         "whole number of epochs >= 0, got 1.5"),
     ],
 )
 def test_train_script_config_errors(tmp_path, clips_cache, method, changes, message):

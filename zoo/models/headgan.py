@@ -305,6 +305,14 @@ class RenderingNetwork(nn.Module):
     interior. It is this package's other option for small networks, because the skin colour and
     texture of the reference then reach the output through the warp.
 
+    With ``correction_threshold`` t > 0 (residual only) the correction passes through a soft
+    threshold, sign(c) max(|c| - t, 0), so the output is exactly the warp wherever the predicted
+    correction is small. A small network trained briefly predicts many small corrections that
+    the conditioning cannot determine (skin shading, noise), and together they score worse than
+    the warp does. The threshold starts at zero: from the zero-initialised conv every correction
+    would lie inside it and receive no gradient, so training raises it through
+    ``threshold_scale``, the fraction in force (1 after loading).
+
     Args:
         condition_channels: channels of the driving NMFC stack (window x 3).
         base_channels, levels, max_channels, pixel_shuffle: widths and depth, which must match
@@ -314,6 +322,8 @@ class RenderingNetwork(nn.Module):
         blend: compose the output from the rendered image and the warped reference by a
             predicted per-pixel weight (see above).
         residual: render a correction of the warped reference image (see above). It excludes ``blend``.
+        correction_threshold: soft threshold on the correction, in units of the [-1, 1] image
+            (see above); 0 keeps every correction. Needs ``residual``.
     """
 
     def __init__(
@@ -328,10 +338,22 @@ class RenderingNetwork(nn.Module):
         pixel_shuffle: bool = False,
         blend: bool = False,
         residual: bool = False,
+        correction_threshold: float = 0.0,
     ) -> None:
         super().__init__()
         if blend and residual:
             raise ValueError("blend and residual are both True, but they are two ways to compose the output. Set at most one of them")
+        if isinstance(correction_threshold, bool) or not isinstance(correction_threshold, (int, float)) or not (
+            0.0 <= correction_threshold < 2.0
+        ):
+            raise ValueError(
+                f"correction_threshold must be a number in [0, 2) (a difference of [-1, 1] pixel values), got {correction_threshold!r}"
+            )
+        if correction_threshold and not residual:
+            raise ValueError(
+                f"correction_threshold is {correction_threshold}, but it thresholds a residual network's correction; "
+                "set residual=True or correction_threshold=0"
+            )
         _check_positive_int("condition_channels", condition_channels)
         _check_positive_int("base_channels", base_channels)
         _check_positive_int("levels", levels)
@@ -368,6 +390,9 @@ class RenderingNetwork(nn.Module):
         if self.residual:
             nn.init.zeros_(self.to_image[-1].weight)
             nn.init.zeros_(self.to_image[-1].bias)
+        self.correction_threshold = float(correction_threshold)
+        # Fraction of the threshold in force; a plain attribute, so loading always restores 1.
+        self.threshold_scale = 1.0
 
     def _check_audio(self, audio: torch.Tensor | None, batch: int) -> None:
         if self.audio_dim == 0:
@@ -429,6 +454,8 @@ class RenderingNetwork(nn.Module):
         x = self.image_block(x, warped_reference)
         x = self.to_image(x)
         if self.residual:
+            if self.correction_threshold:
+                x = F.softshrink(x, self.correction_threshold * self.threshold_scale)
             output = (warped_reference + x).clamp(-1.0, 1.0)
             return output, None, output
         rendered = torch.tanh(x[:, :IMAGE_CHANNELS])
@@ -490,6 +517,8 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
             predicted per-pixel weight (`RenderingNetwork`); the released code renders every pixel.
         residual: render a correction added to the warped reference image (`RenderingNetwork`)
             instead of the image. It excludes ``blend``.
+        correction_threshold: soft threshold on that correction (`RenderingNetwork`); 0 keeps
+            every correction.
         data: description of the training data, for cards.
         training: training provenance (seed, config), for cards.
     """
@@ -507,6 +536,7 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         pixel_shuffle: bool = False,
         blend: bool = False,
         residual: bool = False,
+        correction_threshold: float = 0.0,
         data: dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
     ) -> None:
@@ -523,7 +553,7 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         self.flow_network = FlowNetwork(condition_channels=self.condition_channels, spade_hidden=spade_hidden, **widths)
         self.rendering_network = RenderingNetwork(
             condition_channels=self.condition_channels, spade_hidden=spade_hidden, audio_dim=audio_dim, blend=blend,
-            residual=residual, **widths
+            residual=residual, correction_threshold=correction_threshold, **widths
         )
         # Per-feature mean and standard deviation of the training audio features: MFCCs and
         # spectral statistics have very different ranges, and AdaIN reads them through one linear layer.
