@@ -76,15 +76,13 @@ def build_app(**sources: str):
 
 
 def launch(app, *, host: str = "127.0.0.1", port: int = 7860, **kwargs):
-    """Serve `app` with the settings every zoo demo needs; returns what `gr.Blocks.launch` returns.
-
-    Server-side rendering is off because Gradio 6.31 needs Node.js 24+ for it. Uploads are
-    capped at 10 MB, and each tab module's `CSS` is applied. Extra keywords go to
-    `gr.Blocks.launch`.
+    """Serve `app` with every zoo demo's settings (`zoo.demos.launch_settings`) and each tab
+    module's `CSS`; returns what `gr.Blocks.launch` returns. Extra keywords go to `gr.Blocks.launch`.
     """
+    from zoo.demos import launch_settings
+
     css = "\n".join(getattr(importlib.import_module(tab.module), "CSS", "") for tab in TABS)
-    settings = {"ssr_mode": False, "max_file_size": "10mb", "css": css, "show_error": True, **kwargs}
-    return app.launch(server_name=host, server_port=port, **settings)
+    return app.launch(server_name=host, server_port=port, **{**launch_settings(css), **kwargs})
 
 
 def _parse_source(text: str) -> tuple[str, str]:

@@ -461,7 +461,7 @@ def test_headgan_residual_adds_correction_to_warp():
     assert list(model.state_dict()) == list(tiny_model().state_dict())
 
 
-def test_headgan_correction_threshold_keeps_the_warp_where_the_correction_is_small():
+def test_headgan_correction_threshold_shrinks_correction():
     model = tiny_model(residual=True, correction_threshold=0.1).eval()
     inputs = tiny_inputs()
     bias = torch.tensor([0.05, 0.3, -0.4])

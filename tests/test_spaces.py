@@ -314,6 +314,70 @@ def test_main_parses_sources():
     assert dict(args.source) == {"erm": "runs/erm", "realpatch": "a=b"}
 
 
+class FakeDemo:
+    """Stands in for a built Blocks: records the launch keywords instead of serving."""
+
+    def __init__(self, **sources):
+        self.sources = sources
+        self.launched: dict = {}
+
+    def launch(self, **settings):
+        self.launched = settings
+        return self
+
+
+def test_serve_space_launches_with_sources(monkeypatch):
+    from zoo.demos import SpaceModel, serve_space
+
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    loaded = []
+    models = [SpaceModel("okapi", "okapi-digits", "Okapi model"), SpaceModel("okapi_erm", "erm-digits", "ERM model", "--erm")]
+    demo = serve_space("Okapi", FakeDemo, models, preload=loaded.append, css=".x {}", argv=["--erm", "runs/erm"])
+    assert demo.sources == {"okapi": "okapi-digits", "okapi_erm": "runs/erm"}
+    assert loaded == [demo.sources]
+    assert demo.launched["server_name"] == "127.0.0.1"
+    assert demo.launched["server_port"] == 7999
+    assert demo.launched["css"] == ".x {}"
+    assert demo.launched["ssr_mode"] is False
+
+
+def test_serve_space_exits_on_preload_error(capsys):
+    from zoo.demos import SpaceModel, serve_space
+
+    def refuse(sources):
+        raise gr.Error(f"cannot load {sources['realpatch']!r}")
+
+    with pytest.raises(SystemExit) as error:
+        serve_space("RealPatch", FakeDemo, [SpaceModel("realpatch", "a", "RealPatch model")], preload=refuse, argv=["--realpatch", "b"])
+    assert error.value.code == 1
+    assert "error: cannot load 'b'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tab", combined_app.TABS, ids=lambda tab: tab.module)
+def test_space_script_model_options(tab, monkeypatch):
+    # Run each Space as a script with serve_space replaced, and check that its options name
+    # keywords of its build_demo and that its preload accepts the parsed sources.
+    import inspect
+    import runpy
+
+    import zoo.demos
+
+    calls = []
+    monkeypatch.setattr(zoo.demos, "serve_space", lambda *args, **kwargs: calls.append((args, kwargs)))
+    path = REPO_ROOT / Path(*tab.module.split(".")).with_suffix(".py")
+    runpy.run_path(str(path), run_name="__main__")
+    (title, build_demo, *rest), settings = calls[0]
+    models = rest[0] if rest else []
+    assert title == tab.title
+    parameters = set(inspect.signature(build_demo).parameters)
+    assert {model.keyword for model in models} == parameters
+    assert {model.keyword for model in models} >= set(tab.source_keywords)
+    assert settings["css"]
+    options = [model.option for model in models]
+    assert len(set(options)) == len(options)
+
+
 # Serving -------------------------------------------------------------------------------------
 
 

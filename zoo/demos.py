@@ -14,10 +14,14 @@ The face tabs (DAD-3DNet, FaceBehaviorNet, MTL-DM faces) share the upload check 
 and the example lookup (`pick_example`). The two tabs that predict the 7 expressions and 17
 action units of `zoo.data.facs` also share their labelled SynthHeads examples
 (`synthheads_expression_examples`) and probability bar charts (`expression_figure`, `au_figure`).
+
+Every Space serves itself with `serve_space` when run as a script, and the combined app uses the
+same server settings (`launch_settings`).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -51,6 +55,7 @@ __all__ = [
     "EXAMPLE_IDENTITIES",
     "Example",
     "IMAGES_PER_IDENTITY",
+    "SpaceModel",
     "MAX_UPLOAD_SIDE",
     "MIN_UPLOAD_SIDE",
     "SynthHeadsClip",
@@ -68,11 +73,13 @@ __all__ = [
     "expression_figure",
     "format_degree_range",
     "frames_to_uint8",
+    "launch_settings",
     "load_model",
     "on_show",
     "pick_example",
     "rebuild_data",
     "request_folder",
+    "serve_space",
     "split_clips",
     "synthheads_config",
     "synthheads_expression_examples",
@@ -81,6 +88,69 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def launch_settings(css: str) -> dict[str, Any]:
+    """Return the `gr.Blocks.launch` keywords of every zoo demo besides the address, with `css` applied.
+
+    Server-side rendering is off because Gradio 6.31 needs Node.js 24+ for it; uploads are capped at 10 MB.
+    """
+    return {"ssr_mode": False, "max_file_size": "10mb", "css": css, "show_error": True}
+
+
+@dataclass(frozen=True)
+class SpaceModel:
+    """A model source that a Space's command line can replace: the `build_demo` keyword, its default and the option's wording."""
+
+    keyword: str
+    default: str
+    role: str  # e.g. "HeadGAN model", for the option's help
+    flag: str = ""  # the option; empty means --keyword with dashes
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.keyword.replace("_", "-")
+
+
+def serve_space(
+    title: str,
+    build_demo: Callable[..., Any],
+    models: Sequence[SpaceModel] = (),
+    *,
+    preload: Callable[[dict[str, str]], Any] | None = None,
+    css: str = "",
+    argv: Sequence[str] | None = None,
+) -> Any:
+    """Serve one method's Space: parse its model options, load its first view, and launch.
+
+    `build_demo` receives the model sources by keyword. `preload(sources)` loads what the first
+    view needs before the page is built, so the page shows it at once; a `gr.Error` it raises
+    ends the command with that message and status 1. The Space listens on loopback unless
+    GRADIO_SERVER_NAME names another interface, as a hosting platform sets it. Returns what
+    `gr.Blocks.launch` returns.
+    """
+    parser = argparse.ArgumentParser(
+        description=f"Serve the {title} Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
+    )
+    for model in models:
+        parser.add_argument(
+            model.option, dest=model.keyword, default=model.default,
+            help=f"{model.role}: registered id, checkpoint folder or Hub repo id",
+        )
+    sources = vars(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Gradio checks its own server through httpx at startup, which would log every request.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if preload is not None:
+        try:
+            preload(sources)
+        except gr.Error as error:
+            parser.exit(1, f"error: {error.message}\n")
+    return build_demo(**sources).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        **launch_settings(css),
+    )
 
 
 def load_model(source: str, role: str):

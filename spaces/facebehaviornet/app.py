@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from PIL import Image
 from zoo.data.images import ImageInputError, ImageLike
 from zoo.data.synthheads.dataset import SynthHeadsConfig
 from zoo.data.synthheads.labels import VA_CIRCUMPLEX_ANGLES
+from zoo.demos import SpaceModel, serve_space
 from zoo.demos import Example, astronaut_example, au_figure, check_image, expression_figure, load_model
 from zoo.demos import pick_example, synthheads_config, wire_example_gallery
 from zoo.demos import example_truth as shared_example_truth
@@ -356,32 +356,10 @@ def build_demo(facebehaviornet: str = DEFAULT_FACEBEHAVIORNET) -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        description="Serve the FaceBehaviorNet Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
-    )
-    parser.add_argument(
-        "--facebehaviornet",
-        default=DEFAULT_FACEBEHAVIORNET,
-        help="FaceBehaviorNet model: registered id, checkpoint folder or Hub repo id",
-    )
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Gradio checks its own server through httpx at startup, which would log every request.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Loading before the build renders the first example into the page, so it shows at once.
-    try:
-        load_resources(args.facebehaviornet)
-    except gr.Error as error:
-        parser.exit(1, f"error: {error.message}\n")
-    # A hosting platform that must serve on an external interface sets GRADIO_SERVER_NAME.
-    # Without it the Space listens on loopback only.
-    build_demo(facebehaviornet=args.facebehaviornet).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        ssr_mode=False,
-        max_file_size="10mb",
+    serve_space(
+        "FaceBehaviorNet",
+        build_demo,
+        [SpaceModel("facebehaviornet", DEFAULT_FACEBEHAVIORNET, "FaceBehaviorNet model")],
+        preload=lambda sources: load_resources(sources["facebehaviornet"]),
         css=CSS,
-        show_error=True,
     )

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from zoo.demos import SpaceModel, serve_space
 from zoo.demos import SynthHeadsClip, build_clips_dataset, check_choice, check_clips_data, check_index, load_model
 from zoo.demos import check_whole_number, format_degree_range, frames_to_uint8, on_show, request_folder, split_clips
 from zoo.models.head2head import Head2Head, Head2HeadFS, write_video
@@ -559,37 +559,11 @@ def build_demo(head2head: str = DEFAULT_HEAD2HEAD, head2headfs: str = DEFAULT_HE
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        description="Serve the Head2Head Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
-    )
-    parser.add_argument(
-        "--head2head",
-        default=DEFAULT_HEAD2HEAD,
-        help="Head2Head model: registered id, checkpoint folder or Hub repo id",
-    )
-    parser.add_argument(
-        "--head2headfs",
-        default=DEFAULT_HEAD2HEADFS,
-        help="Head2HeadFS model: registered id, checkpoint folder or Hub repo id",
-    )
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Gradio checks its own server through httpx at startup, which would log every request.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Loading before the build renders the first reenactment into the page, so it shows at once.
-    try:
-        load_resources(args.head2head, "Head2Head")
-    except gr.Error as error:
-        parser.exit(1, f"error: {error.message}\n")
-    # A hosting platform that must serve on an external interface sets GRADIO_SERVER_NAME.
-    # Without it the Space listens on loopback only.
-    build_demo(head2head=args.head2head, head2headfs=args.head2headfs).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        ssr_mode=False,
-        max_file_size="10mb",
+    serve_space(
+        "Head2Head",
+        build_demo,
+        [SpaceModel("head2head", DEFAULT_HEAD2HEAD, "Head2Head model"),
+         SpaceModel("head2headfs", DEFAULT_HEAD2HEADFS, "Head2HeadFS model")],
+        preload=lambda sources: load_resources(sources["head2head"], "Head2Head"),
         css=CSS,
-        show_error=True,
     )

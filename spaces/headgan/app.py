@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from zoo.demos import SpaceModel, serve_space
 from zoo.demos import SynthHeadsClip, build_clips_dataset, check_choice, check_clips_data, check_index, load_model
 from zoo.demos import check_whole_number, format_degree_range, frames_to_uint8, on_show, request_folder, split_clips
 from zoo.models.dad3dnet import DAD3DNet
@@ -758,40 +758,14 @@ def build_demo(
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        description="Serve the HeadGAN Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
-    )
-    parser.add_argument(
-        "--headgan", default=DEFAULT_HEADGAN, help="HeadGAN model: registered id, checkpoint folder or Hub repo id"
-    )
-    parser.add_argument(
-        "--free-headgan",
-        default=DEFAULT_FREE_HEADGAN,
-        help="Free-HeadGAN model: registered id, checkpoint folder or Hub repo id",
-    )
-    parser.add_argument(
-        "--fitter",
-        default=FITTER_SOURCE,
-        help="DAD-3DNet that fits photo sources for HeadGAN: registered id, checkpoint folder or Hub repo id",
-    )
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Gradio checks its own server through httpx at startup, which would log every request.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Loading before the build renders the first reenactment into the page, so it shows at once.
-    try:
-        load_resources(args.headgan, "HeadGAN")
-    except gr.Error as error:
-        parser.exit(1, f"error: {error.message}\n")
-    # A hosting platform that must serve on an external interface sets GRADIO_SERVER_NAME.
-    # Without it the Space listens on loopback only.
-    build_demo(headgan=args.headgan, free_headgan=args.free_headgan, fitter=args.fitter).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        ssr_mode=False,
-        max_file_size="10mb",
+    serve_space(
+        "HeadGAN",
+        build_demo,
+        [
+            SpaceModel("headgan", DEFAULT_HEADGAN, "HeadGAN model"),
+            SpaceModel("free_headgan", DEFAULT_FREE_HEADGAN, "Free-HeadGAN model"),
+            SpaceModel("fitter", FITTER_SOURCE, "DAD-3DNet that fits photo sources for HeadGAN"),
+        ],
+        preload=lambda sources: load_resources(sources["headgan"], "HeadGAN"),
         css=CSS,
-        show_error=True,
     )

@@ -18,7 +18,6 @@ when the tab is first selected.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from PIL import Image
 
 from zoo.data.digit_attributes import ALL_ATTRIBUTES, ATTRIBUTE_TASK, DATASET_NAME, DIGIT_TASK
 from zoo.data.images import ImageInputError, ImageLike, to_pil
+from zoo.demos import SpaceModel, serve_space
 from zoo.demos import load_model, wire_example_gallery
 from zoo.evaluation import EvaluationError, build_dataset
 from zoo.models.mtl_dm import MULTILABEL_THRESHOLD, MultiTaskClassifier
@@ -488,30 +488,10 @@ def build_demo(mtl_dm: str = DEFAULT_MTL_DM) -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        description="Serve the MTL-DM Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
-    )
-    parser.add_argument(
-        "--mtl-dm", default=DEFAULT_MTL_DM, help="MTL-DM model: registered id, checkpoint folder or Hub repo id"
-    )
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Gradio checks its own server through httpx at startup, which would log every request.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Loading before the build renders the first example into the page, so it shows at once.
-    try:
-        load_resources(args.mtl_dm)
-    except gr.Error as error:
-        parser.exit(1, f"error: {error.message}\n")
-    # A hosting platform that must serve on an external interface sets GRADIO_SERVER_NAME.
-    # Without it the Space listens on loopback only.
-    build_demo(mtl_dm=args.mtl_dm).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        ssr_mode=False,
-        max_file_size="10mb",
+    serve_space(
+        "MTL-DM",
+        build_demo,
+        [SpaceModel("mtl_dm", DEFAULT_MTL_DM, "MTL-DM model")],
+        preload=lambda sources: load_resources(sources["mtl_dm"]),
         css=CSS,
-        show_error=True,
     )

@@ -21,7 +21,6 @@ FaceBehaviorNet tab uses too, because both tabs predict the same 7 expressions a
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from PIL import Image
 
 from zoo.data.facs import AU_LABELS, AU_NAMES, EXPRESSIONS
 from zoo.data.images import ImageInputError, ImageLike
+from zoo.demos import SpaceModel, serve_space
 from zoo.demos import Example, astronaut_example, au_figure, check_image, expression_figure, load_model
 from zoo.demos import pick_example, synthheads_config, synthheads_expression_examples, wire_example_gallery
 from zoo.demos import example_truth as shared_example_truth
@@ -340,32 +340,10 @@ def build_demo(mtl_dm_faces: str = DEFAULT_MTL_DM_FACES) -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        description="Serve the MTL-DM faces Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
-    )
-    parser.add_argument(
-        "--mtl-dm-faces",
-        default=DEFAULT_MTL_DM_FACES,
-        help="MTL-DM face model: registered id, checkpoint folder or Hub repo id",
-    )
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Gradio checks its own server through httpx at startup, which would log every request.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Loading before the build renders the first example into the page, so it shows at once.
-    try:
-        load_resources(args.mtl_dm_faces)
-    except gr.Error as error:
-        parser.exit(1, f"error: {error.message}\n")
-    # A hosting platform that must serve on an external interface sets GRADIO_SERVER_NAME.
-    # Without it the Space listens on loopback only.
-    build_demo(mtl_dm_faces=args.mtl_dm_faces).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        ssr_mode=False,
-        max_file_size="10mb",
+    serve_space(
+        "MTL-DM faces",
+        build_demo,
+        [SpaceModel("mtl_dm_faces", DEFAULT_MTL_DM_FACES, "MTL-DM face model")],
+        preload=lambda sources: load_resources(sources["mtl_dm_faces"]),
         css=CSS,
-        show_error=True,
     )

@@ -24,7 +24,6 @@ import base64
 import html
 import io
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from zoo.data import DatasetDescription, describe
 from zoo.data.coloured_digits import config_of
 from zoo.data.images import ImageInputError, ImageLike, preprocess, to_pil
 from zoo.data.tensors import split_to_tensors
+from zoo.demos import SpaceModel, serve_space
 from zoo.demos import check_same_labels, load_model, on_show, rebuild_data
 from zoo.models.classifier import ImageClassifier
 from zoo.models.okapi import Okapi
@@ -984,31 +984,10 @@ def build_demo(okapi: str = DEFAULT_OKAPI, okapi_erm: str = DEFAULT_ERM) -> gr.B
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        description="Serve the Okapi Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
-    )
-    parser.add_argument(
-        "--okapi", default=DEFAULT_OKAPI, help="Okapi model: registered id, checkpoint folder or Hub repo id"
-    )
-    parser.add_argument("--erm", default=DEFAULT_ERM, help="ERM model: registered id, checkpoint folder or Hub repo id")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Gradio checks its own server through httpx at startup, which would log every request.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # A hosting platform that must serve on an external interface sets GRADIO_SERVER_NAME.
-    # Without it the Space listens on loopback only.
-    # Loading before the build renders the first example into the page, so it shows at once.
-    try:
-        load_resources(args.okapi, args.erm)
-    except gr.Error as error:
-        parser.exit(1, f"error: {error.message}\n")
-    build_demo(okapi=args.okapi, okapi_erm=args.erm).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        ssr_mode=False,
-        max_file_size="10mb",
+    serve_space(
+        "Okapi",
+        build_demo,
+        [SpaceModel("okapi", DEFAULT_OKAPI, "Okapi model"), SpaceModel("okapi_erm", DEFAULT_ERM, "ERM model", "--erm")],
+        preload=lambda sources: load_resources(sources["okapi"], sources["okapi_erm"]),
         css=CSS,
-        show_error=True,
     )

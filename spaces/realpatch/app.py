@@ -15,7 +15,6 @@ training tensors are loaded on the first request and cached per pair of sources.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +29,7 @@ from zoo.data.coloured_digits import PROTOCOLS, build_coloured_digits
 from zoo.data.coloured_digits import recolour as recolour_digit
 from zoo.data.images import ImageInputError, ImageLike, to_pil
 from zoo.data.tensors import split_to_tensors
+from zoo.demos import SpaceModel, serve_space
 from zoo.demos import check_same_labels, load_model
 from zoo.models.classifier import ImageClassifier
 from zoo.models.realpatch import MatchingCandidates, RealPatch
@@ -409,21 +409,9 @@ def build_demo(realpatch: str = DEFAULT_REALPATCH, erm: str = DEFAULT_ERM) -> gr
 
 
 if __name__ == "__main__":
-    import argparse
-
-    argparse.ArgumentParser(
-        description="Serve the RealPatch Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
-    ).parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Gradio checks its own server through httpx at startup, which would log every request.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # A hosting platform that must serve on an external interface sets GRADIO_SERVER_NAME.
-    # Without it the Space listens on loopback only.
-    build_demo().launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        ssr_mode=False,
-        max_file_size="10mb",
+    serve_space(
+        "RealPatch",
+        build_demo,
+        [SpaceModel("realpatch", DEFAULT_REALPATCH, "RealPatch model"), SpaceModel("erm", DEFAULT_ERM, "ERM model")],
         css=CSS,
-        show_error=True,
     )

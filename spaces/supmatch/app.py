@@ -41,6 +41,7 @@ from zoo.data import DatasetDescription, describe
 from zoo.data.bags import BalancedBagSampler, group_ids
 from zoo.data.labellers import KMeansLabelling, kmeans_labels, no_labels, oracle_labels
 from zoo.data.tensors import split_to_tensors
+from zoo.demos import SpaceModel, serve_space
 from zoo.demos import check_same_labels, load_model, on_show, rebuild_data
 from zoo.models.classifier import ImageClassifier
 from zoo.models.supmatch import SupportMatching
@@ -651,35 +652,11 @@ def build_demo(supmatch: str = DEFAULT_SUPMATCH, supmatch_erm: str = DEFAULT_ERM
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        description=(
-            "Serve the Support Matching Space on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."
-        )
-    )
-    parser.add_argument(
-        "--supmatch",
-        default=DEFAULT_SUPMATCH,
-        help="Support Matching model: registered id, checkpoint folder or Hub repo id",
-    )
-    parser.add_argument("--erm", default=DEFAULT_ERM, help="ERM model: registered id, checkpoint folder or Hub repo id")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Gradio checks its own server through httpx at startup, which would log every request.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Loading before the build renders the first view into the page, so it shows at once.
-    try:
-        load_resources(args.supmatch, args.erm)
-    except gr.Error as error:
-        parser.exit(1, f"error: {error.message}\n")
-    # A hosting platform that must serve on an external interface sets GRADIO_SERVER_NAME.
-    # Without it the Space listens on loopback only.
-    build_demo(supmatch=args.supmatch, supmatch_erm=args.erm).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        ssr_mode=False,
-        max_file_size="10mb",
+    serve_space(
+        "Support Matching",
+        build_demo,
+        [SpaceModel("supmatch", DEFAULT_SUPMATCH, "Support Matching model"),
+         SpaceModel("supmatch_erm", DEFAULT_ERM, "ERM model", "--erm")],
+        preload=lambda sources: load_resources(sources["supmatch"], sources["supmatch_erm"]),
         css=CSS,
-        show_error=True,
     )
