@@ -339,15 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     matrix = matrix.to(accelerator.device)
     progress = Progress()
-    accelerator.register_for_checkpointing(progress)
-    state_dir = output_dir / "state"
     best_path = output_dir / "best.safetensors"
-    history_path = output_dir / "validation_history.jsonl"
-    if accelerator.is_main_process and not args.resume:
-        history_path.unlink(missing_ok=True)
-    if args.resume and state_dir.is_dir():
-        accelerator.load_state(str(state_dir))
-        accelerator.print(f"resumed after epoch {progress.epoch}")
+    progress.start(accelerator, output_dir, resume=args.resume)
 
     last_losses: dict[str, float] = {}
     bar = tqdm(

@@ -45,6 +45,7 @@ from zoo.training import (
     load_config,
     model_settings,
     parse_run_arguments,
+    set_learning_rate,
     start_run,
 )
 
@@ -156,14 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     unwrapped_trainer = accelerator.unwrap_model(trainer)
 
     progress = Progress()
-    accelerator.register_for_checkpointing(progress)
-    state_dir = output_dir / "state"
-    history_path = output_dir / "validation_history.jsonl"
-    if accelerator.is_main_process and not args.resume:
-        history_path.unlink(missing_ok=True)
-    if args.resume and state_dir.is_dir():
-        accelerator.load_state(str(state_dir))
-        accelerator.print(f"resumed after epoch {progress.epoch}")
+    progress.start(accelerator, output_dir, resume=args.resume)
 
     lengths = dict(settings.get("clip_length") or {"initial": 4, "double_every": 5, "maximum": 12})
     decay_epochs = int(settings.get("decay_epochs", 0))
@@ -175,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     last_losses: dict[str, float] = {}
     for epoch in bar:
         factor = learning_rate_factor(epoch, epochs, decay_epochs)
-        for optimizer in (generator_optimizer, discriminator_optimizer):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * factor
+        set_learning_rate((generator_optimizer, discriminator_optimizer), lr * factor)
         length = clip_length(epoch, **lengths)
         sums: dict[str, float] = {}
         for _ in range(steps):

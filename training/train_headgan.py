@@ -56,6 +56,7 @@ from zoo.training import (
     load_config,
     model_settings,
     parse_run_arguments,
+    set_learning_rate,
     start_run,
 )
 
@@ -215,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
     estimator_summary = None
     progress = Progress()
-    state_dir = output_dir / "state"
-    if config["method"] == "free-headgan" and not (args.resume and state_dir.is_dir()):
+    if config["method"] == "free-headgan" and not (args.resume and (output_dir / "state").is_dir()):
         estimator_summary = train_estimators(model, clips, settings["estimators"], seed, accelerator.device)
         accelerator.print(json.dumps({"estimators": estimator_summary}))
         (output_dir / "estimators.json").write_text(json.dumps(estimator_summary, indent=2) + "\n")
@@ -231,20 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     unwrapped = accelerator.unwrap_model(model)
     unwrapped_trainer = accelerator.unwrap_model(trainer)
-    accelerator.register_for_checkpointing(progress)
     average = None
     if settings.get("ema"):
         try:
             average = WeightAverage(unwrapped, float(settings["ema"]))
         except ValueError as error:
             raise SystemExit(f"error: training.ema: {error}") from None
-        accelerator.register_for_checkpointing(average)
-    history_path = output_dir / "validation_history.jsonl"
-    if accelerator.is_main_process and not args.resume:
-        history_path.unlink(missing_ok=True)
-    if args.resume and state_dir.is_dir():
-        accelerator.load_state(str(state_dir))
-        accelerator.print(f"resumed after epoch {progress.epoch}")
+    progress.start(accelerator, output_dir, resume=args.resume, others=() if average is None else (average,))
     if isinstance(unwrapped, FreeHeadGAN):
         # The estimators are fixed while the generator trains.
         unwrapped.keypoint_estimator.requires_grad_(False)
@@ -262,9 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     last_losses: dict[str, float] = {}
     for epoch in bar:
         factor = learning_rate_factor(epoch, epochs, decay_epochs)
-        for optimizer in (generator_optimizer, discriminator_optimizer):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * factor
+        set_learning_rate((generator_optimizer, discriminator_optimizer), lr * factor)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         for step in range(steps):

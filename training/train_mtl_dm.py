@@ -466,16 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * steps_per_epoch))
     model, optimizer, loader, scheduler, val_loader = accelerator.prepare(model, optimizer, loader, scheduler, val_loader)
     progress = Progress()
-    accelerator.register_for_checkpointing(progress)
-    state_dir = output_dir / "state"
     best_path = output_dir / "best.safetensors"
-    # One JSON line per epoch; a resumed run appends to the lines of the epochs it continues.
-    history_path = output_dir / "validation_history.jsonl"
-    if accelerator.is_main_process and not args.resume:
-        history_path.unlink(missing_ok=True)
-    if args.resume and state_dir.is_dir():
-        accelerator.load_state(str(state_dir))
-        accelerator.print(f"resumed after epoch {progress.epoch}")
+    progress.start(accelerator, output_dir, resume=args.resume)
     if matrix is not None:
         matrix = matrix.to(accelerator.device)
 

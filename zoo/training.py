@@ -26,6 +26,7 @@ __all__ = [
     "load_config",
     "parse_run_arguments",
     "resolve_run",
+    "set_learning_rate",
     "start_accelerator",
     "start_run",
 ]
@@ -83,6 +84,25 @@ class Progress:
         self.epoch = int(state["epoch"])
         self.best_score = float(state["best_score"])
         self.best_epoch = int(state["best_epoch"])
+
+    def start(self, accelerator, output_dir: Path, *, resume: bool, others: tuple[Any, ...] = ()) -> bool:
+        """Register this counter and `others` (such as a `WeightAverage`) for checkpointing, then
+        restore the Accelerate state of `output_dir`/``state/`` when `resume` is set and one exists.
+
+        A run that does not resume starts a new ``validation_history.jsonl``; a resumed one appends
+        to it. Returns True when a state was restored.
+        """
+        accelerator.register_for_checkpointing(self)
+        for other in others:
+            accelerator.register_for_checkpointing(other)
+        if accelerator.is_main_process and not resume:
+            (output_dir / "validation_history.jsonl").unlink(missing_ok=True)
+        state_dir = output_dir / "state"
+        if not (resume and state_dir.is_dir()):
+            return False
+        accelerator.load_state(str(state_dir))
+        accelerator.print(f"resumed after epoch {self.epoch}")
+        return True
 
     def finish_epoch(
         self, accelerator, model, *, epoch: int, score: float, record: dict[str, Any], output_dir: Path,
@@ -240,6 +260,13 @@ def model_settings(config: dict[str, Any]) -> dict[str, Any]:
     if image_size != int(config["data"].get("image_size", image_size)):
         raise SystemExit(f"error: model.image_size {image_size} differs from data.image_size {config['data']['image_size']}")
     return settings
+
+
+def set_learning_rate(optimizers, rate: float) -> None:
+    """Set every parameter group of each optimiser in `optimizers` to learning rate `rate`."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = rate
 
 
 def learning_rate_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
