@@ -706,7 +706,7 @@ def write_config(folder: Path, cache_dir: Path, method: str, *, model: dict | No
         ("headgan", HeadGAN, ["--set", "model.residual=true"], "headgan-tiny"),
         ("headgan", HeadGAN, ["--set", "training.ema=0.9"], "headgan-tiny"),
         ("headgan", HeadGAN, ["--set", "model.residual=true", "--set", "model.correction_threshold=0.05",
-                              "--set", "training.threshold_warmup_epochs=1"], "headgan-tiny"),
+                              "--set", "training.threshold_ramp_epochs=[1, 1]"], "headgan-tiny"),
         ("free-headgan", FreeHeadGAN, [], "free-headgan-tiny"),
         ("free-headgan", FreeHeadGAN, ["gaze"], "free-headgan-tiny"),
     ],
@@ -738,6 +738,13 @@ def test_train_script_one_epoch(tmp_path, clips_dataset, clips_cache, method, mo
         assert (output / "estimators.json").is_file()
 
 
+def test_threshold_scale_ramps_between_epochs():
+    assert train_headgan.threshold_scale(0.5, 1, 3) == 0.0
+    assert train_headgan.threshold_scale(2.0, 1, 3) == 0.5
+    assert train_headgan.threshold_scale(3.0, 1, 3) == 1.0
+    assert train_headgan.threshold_scale(1.0, 1, 1) == 1.0
+
+
 def test_train_script_weight_average_resume(tmp_path, clips_dataset, clips_cache):
     config = write_config(tmp_path, clips_cache, "headgan", training={"ema": 0.5, "epochs": 2})
     output = tmp_path / "run"
@@ -764,9 +771,10 @@ def test_train_script_weight_average_resume(tmp_path, clips_dataset, clips_cache
          "must be a SynthHeads stills build"),
         ("headgan", {"training": {"weights": {"gaze": 0.1}}}, "HeadGAN has none"),
         ("headgan", {"training": {"ema": 1.5}}, "training.ema: invalid weight-average decay 1.5: it must lie strictly between 0 and 1"),
-        ("headgan", {"training": {"threshold_warmup_epochs": 2}}, "model.correction_threshold is not set"),
-        ("headgan", {"model": {"residual": True, "correction_threshold": 0.1}, "training": {"threshold_warmup_epochs": 1.5}},
-         "whole number of epochs >= 0, got 1.5"),
+        ("headgan", {"training": {"threshold_ramp_epochs": [1, 2]}}, "model.correction_threshold is not set"),
+        ("headgan", {"model": {"residual": True, "correction_threshold": 0.1}}, r"got None\. The correction starts at zero"),
+        ("headgan", {"model": {"residual": True, "correction_threshold": 0.1}, "training": {"threshold_ramp_epochs": [0, 2]}},
+         r"1 <= first <= last, got \[0, 2\]"),
     ],
 )
 def test_train_script_config_errors(tmp_path, clips_cache, method, changes, message):

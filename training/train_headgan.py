@@ -24,8 +24,9 @@ other variant's folder. Learning rates stay constant, then decay linearly to 0 o
 is saved with `save_pretrained`, with ``training_summary.json``. With ``training.ema`` set to a
 decay such as 0.999, the saved generator is the moving average of its weights
 (`zoo.training.WeightAverage`) while the discriminators train against the current weights.
-With ``model.correction_threshold`` set, ``training.threshold_warmup_epochs`` raises that
-threshold linearly from 0 over the first epochs (`zoo.models.headgan.RenderingNetwork`).
+With ``model.correction_threshold`` set, ``training.threshold_ramp_epochs`` [first, last] keeps
+that threshold at 0 before epoch ``first`` and raises it linearly to its full value at epoch
+``last`` (`threshold_scale`, `zoo.models.headgan.RenderingNetwork`).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ logger = logging.getLogger("train_headgan")
 METHODS = {"headgan": HeadGAN, "free-headgan": FreeHeadGAN}
 TRAINING_KEYS = (
     "epochs", "steps_per_epoch", "batch_size", "references", "lr", "betas", "decay_epochs", "discriminator",
-    "discriminator_every", "mouth", "perceptual", "weights", "estimators", "ema", "threshold_warmup_epochs",
+    "discriminator_every", "mouth", "perceptual", "weights", "estimators", "ema", "threshold_ramp_epochs",
 )
 ESTIMATOR_KEYS = ("steps", "batch_size", "lr", "weights", "landmark_jitter", "gaze_data")
 
@@ -118,18 +119,34 @@ def check_sections(config: dict[str, Any]) -> type:
         raise SystemExit("error: training.estimators applies to Free-HeadGAN only; remove it for HeadGAN")
     if method == "headgan" and (config["training"].get("weights") or {}).get("gaze"):
         raise SystemExit("error: training.weights.gaze needs a gaze estimator, and HeadGAN has none; set it to 0 or remove it")
-    warmup = config["training"].get("threshold_warmup_epochs")
-    if warmup is not None:
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise SystemExit(f"error: training.threshold_warmup_epochs must be a whole number of epochs >= 0, got {warmup!r}")
-        if not config["model"].get("correction_threshold"):
+    ramp = config["training"].get("threshold_ramp_epochs")
+    threshold = config["model"].get("correction_threshold")
+    if ramp is not None and not threshold:
+        raise SystemExit(
+            "error: training.threshold_ramp_epochs raises the rendering network's correction threshold, "
+            "but model.correction_threshold is not set; set it or remove the ramp"
+        )
+    if threshold:
+        valid = isinstance(ramp, list) and len(ramp) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in ramp)
+        if not valid or not 1 <= ramp[0] <= ramp[1]:
             raise SystemExit(
-                "error: training.threshold_warmup_epochs raises the rendering network's correction threshold, "
-                "but model.correction_threshold is not set; set it or remove the warm-up"
+                f"error: training.threshold_ramp_epochs must be two whole epochs [first, last] with 1 <= first <= last, "
+                f"got {ramp!r}. The correction starts at zero, so a threshold in force from the first step "
+                "would keep it there; [1, 3], for example, trains one epoch without it"
             )
     if config["data"].get("kind") != "clips" or not config["data"].get("flow", True):
         raise SystemExit("error: reenactment trains on SynthHeads clips with flow: set data.kind: clips and data.flow: true")
     return METHODS[method]
+
+
+def threshold_scale(epoch: float, first: int, last: int) -> float:
+    """Return the fraction of the correction threshold in force at `epoch` (fractional, counted from 0):
+    0 before `first`, 1 from `last`, linear in between."""
+    if epoch < first:
+        return 0.0
+    if epoch >= last:
+        return 1.0
+    return (epoch - first) / (last - first)
 
 
 def estimator_batch(clips, size: int, generator: torch.Generator) -> dict[str, Any]:
@@ -247,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = int(settings.get("steps_per_epoch", 100))
     batch_size = int(settings.get("batch_size", 4))
     max_references = int(settings.get("references", 1))
-    warmup_steps = int(settings.get("threshold_warmup_epochs") or 0) * steps
+    ramp = settings.get("threshold_ramp_epochs")
     rendering_network = getattr(unwrapped, "rendering_network", None)
     draws = torch.Generator().manual_seed(seed * 1_000_003 + accelerator.process_index)
     bar = tqdm(range(progress.epoch, epochs), desc=run_name(config), disable=not accelerator.is_local_main_process,
@@ -259,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         for step in range(steps):
-            if warmup_steps and rendering_network is not None:
-                rendering_network.threshold_scale = min(1.0, (epoch * steps + step + 1) / warmup_steps)
+            if ramp is not None and rendering_network is not None:
+                rendering_network.threshold_scale = threshold_scale(epoch + step / steps, *ramp)
             references = int(torch.randint(1, max_references + 1, (1,), generator=draws))
             batch = sample_references(clips, conditions, batch_size=batch_size, references=references,
                                       window=unwrapped.window, generator=draws, audio=bool(unwrapped.audio_dim))

@@ -309,9 +309,10 @@ class RenderingNetwork(nn.Module):
     threshold, sign(c) max(|c| - t, 0), so the output is exactly the warp wherever the predicted
     correction is small. A small network trained briefly predicts many small corrections that
     the conditioning cannot determine (skin shading, noise), and together they score worse than
-    the warp does. The threshold starts at zero: from the zero-initialised conv every correction
-    would lie inside it and receive no gradient, so training raises it through
-    ``threshold_scale``, the fraction in force (1 after loading).
+    the warp does. A correction inside the threshold gets no gradient, so training must not
+    start with it, or the zero-initialised correction would stay at zero. Training sets
+    ``threshold_scale``, the fraction in force (1 after loading), from 0 after the correction
+    has grown (``training.threshold_ramp_epochs`` of ``training/train_headgan.py``).
 
     Args:
         condition_channels: channels of the driving NMFC stack (window x 3).
