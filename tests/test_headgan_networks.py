@@ -477,6 +477,14 @@ def test_headgan_correction_threshold_shrinks_correction():
     assert list(model.state_dict()) == list(tiny_model().state_dict())
 
 
+def test_headgan_threshold_off_lets_zero_correction_learn():
+    # With the threshold scaled to 0 the correction conv, which starts at zero, must get a gradient.
+    model = tiny_model(residual=True, correction_threshold=0.1)
+    model.rendering_network.threshold_scale = 0.0
+    model(**tiny_inputs())["output"].sum().backward()
+    assert model.rendering_network.to_image[-1].weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

@@ -455,8 +455,11 @@ class RenderingNetwork(nn.Module):
         x = self.image_block(x, warped_reference)
         x = self.to_image(x)
         if self.residual:
-            if self.correction_threshold:
-                x = F.softshrink(x, self.correction_threshold * self.threshold_scale)
+            threshold = self.correction_threshold * self.threshold_scale
+            # Skipped at 0 rather than shrinking by 0: softshrink has no gradient at exactly 0,
+            # where the zero-initialised correction starts.
+            if threshold > 0:
+                x = F.softshrink(x, threshold)
             output = (warped_reference + x).clamp(-1.0, 1.0)
             return output, None, output
         rendered = torch.tanh(x[:, :IMAGE_CHANNELS])
