@@ -54,6 +54,11 @@ results: install
 
 # Ablations and extra baselines shown in the cards: every seed is trained into runs/VARIANT.
 VARIANT_SEEDS ?= 0 1 2
+# HeadGAN's changes from the released code, undone one at a time (the card's table).
+HEADGAN := --config training/configs/headgan-synthheads.yaml
+NO_THRESHOLD := --set training.threshold_search=null
+RELEASED := $(NO_THRESHOLD) --set training.ema=null --set model.residual=false --set training.weights.image=1 \
+	--set training.weights.mouth=1
 variants: install
 	for seed in $(VARIANT_SEEDS); do \
 	  $(BIN)/python training/train_realpatch.py --config training/configs/realpatch-coloured-digits-no-matching.yaml --seed $$seed || exit 1; \
@@ -69,6 +74,16 @@ variants: install
 	$(BIN)/zoo eval head2head-synthheads --run-name head2head-synthheads-no-dynamics > /dev/null
 	$(BIN)/python training/train_headgan.py --config training/configs/headgan-synthheads.yaml --set model.audio_dim=0
 	$(BIN)/zoo eval headgan-synthheads --run-name headgan-synthheads-no-audio > /dev/null
+	$(BIN)/python training/train_headgan.py $(HEADGAN) $(NO_THRESHOLD) --output-dir runs/headgan-synthheads-no-threshold/seed-0
+	$(BIN)/python training/train_headgan.py $(HEADGAN) $(NO_THRESHOLD) --set training.ema=null \
+	  --output-dir runs/headgan-synthheads-no-average/seed-0
+	$(BIN)/python training/train_headgan.py $(HEADGAN) $(RELEASED) --output-dir runs/headgan-synthheads-released/seed-0
+	$(BIN)/python training/train_headgan.py $(HEADGAN) $(RELEASED) --set model.blend=true
+	$(BIN)/python training/train_headgan.py $(HEADGAN) $(NO_THRESHOLD) --set model.correction_threshold=0.05 \
+	  --set training.threshold_ramp_epochs=[1,3] --output-dir runs/headgan-synthheads-trained-threshold/seed-0
+	for run in no-threshold no-average released blend trained-threshold; do \
+	  $(BIN)/zoo eval headgan-synthheads --run-name headgan-synthheads-$$run > /dev/null || exit 1; \
+	done
 	$(BIN)/zoo eval dad3dnet-synthheads --run-name dad3dnet-synthheads-no-gate $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
 	$(BIN)/zoo eval realpatch-coloured-digits --run-name realpatch-coloured-digits-no-matching $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
 	$(BIN)/zoo eval okapi-coloured-digits --run-name fixmatch-coloured-digits-domains $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null

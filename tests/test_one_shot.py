@@ -35,6 +35,7 @@ from zoo.reenactment.evaluation import (
     one_shot_self_reenactment,
     one_shot_speed,
     reference_frames,
+    search_correction_threshold,
 )
 from zoo.reenactment.gaze import gaze_examples, train_gaze_judge
 from zoo.reenactment.identity import IdentityModel, face_only, train_identity_model
@@ -563,6 +564,27 @@ def test_one_shot_self_reenactment_excludes_references(clips):
     assert len(single["per_clip"]) == 2
 
 
+def test_threshold_search_picks_lowest_face_l1(clips):
+    model = tiny_headgan(audio_dim=0, residual=True).eval()
+    with torch.no_grad():
+        # A constant correction of 0.3: thresholds shrink it towards the warp-only output.
+        model.rendering_network.to_image[-1].bias.fill_(0.3)
+    best, rows = search_correction_threshold(model, clips[:2], [0.5, 0.0, 0.1])
+    assert [row["threshold"] for row in rows] == [0.0, 0.1, 0.5]
+    assert best == min(rows, key=lambda row: row["masked_l1"])["threshold"]
+    # From 0.3 up the correction is gone, so the output is the warp-only output.
+    assert rows[2]["masked_l1"] == pytest.approx(rows[2]["warp_only_masked_l1"])
+    assert rows[0]["masked_l1"] != pytest.approx(rows[0]["warp_only_masked_l1"])
+    assert model.rendering_network.correction_threshold == 0.0
+
+
+def test_threshold_search_rejects(clips):
+    with pytest.raises(ValueError, match="no residual rendering network"):
+        search_correction_threshold(tiny_headgan(), clips[:1], [0.1])
+    with pytest.raises(ValueError, match=r"finite and >= 0, at least one, got \[-0.1\]"):
+        search_correction_threshold(tiny_headgan(residual=True), clips[:1], [-0.1])
+
+
 def test_identity_model_learns_people(clips):
     with torch.no_grad():
         model, accuracy = train_identity_model(clips, steps=30, batch_size=8)
@@ -705,6 +727,7 @@ def write_config(folder: Path, cache_dir: Path, method: str, *, model: dict | No
         ("headgan", HeadGAN, ["--set", "model.blend=true"], "headgan-tiny-blend"),
         ("headgan", HeadGAN, ["--set", "model.residual=true"], "headgan-tiny"),
         ("headgan", HeadGAN, ["--set", "training.ema=0.9"], "headgan-tiny"),
+        ("headgan", HeadGAN, ["--set", "model.residual=true", "--set", "training.threshold_search=[0, 0.1]"], "headgan-tiny"),
         ("headgan", HeadGAN, ["--set", "model.residual=true", "--set", "model.correction_threshold=0.05",
                               "--set", "training.threshold_ramp_epochs=[1, 1]"], "headgan-tiny"),
         ("free-headgan", FreeHeadGAN, [], "free-headgan-tiny"),
@@ -731,6 +754,10 @@ def test_train_script_one_epoch(tmp_path, clips_dataset, clips_cache, method, mo
     if "model.correction_threshold=0.05" in extra:
         assert model.rendering_network.correction_threshold == 0.05
         assert model.rendering_network.threshold_scale == 1.0
+    if "training.threshold_search=[0, 0.1]" in extra:
+        search = summary["threshold_search"]
+        assert [row["threshold"] for row in search["rows"]] == [0.0, 0.1]
+        assert model.rendering_network.correction_threshold == search["chosen"]
     if "training.weights={gaze: 0.1}" in extra:
         assert "g_gaze" in summary["final_epoch_losses"]
     if method == "free-headgan":
@@ -772,6 +799,8 @@ def test_train_script_weight_average_resume(tmp_path, clips_dataset, clips_cache
         ("headgan", {"training": {"weights": {"gaze": 0.1}}}, "HeadGAN has none"),
         ("headgan", {"training": {"ema": 1.5}}, "training.ema: invalid weight-average decay 1.5: it must lie strictly between 0 and 1"),
         ("headgan", {"training": {"threshold_ramp_epochs": [1, 2]}}, "model.correction_threshold is not set"),
+        ("headgan", {"training": {"threshold_search": [0.1]}}, "needs model.residual: true"),
+        ("headgan", {"model": {"residual": True}, "training": {"threshold_search": [2.5]}}, r"in \[0, 2\), such as \[0, 0.05\], got \[2.5\]"),
         ("headgan", {"model": {"residual": True, "correction_threshold": 0.1}}, r"got None\. The correction starts at zero"),
         ("headgan", {"model": {"residual": True, "correction_threshold": 0.1}, "training": {"threshold_ramp_epochs": [0, 2]}},
          r"1 <= first <= last, got \[0, 2\]"),

@@ -46,6 +46,7 @@ from zoo.models.free_headgan import FreeHeadGAN, gaze_loss, keypoint_losses
 from zoo.models.headgan import HeadGAN
 from zoo.reenactment.conditioning import builtin_renderer
 from zoo.reenactment.data import load_clips
+from zoo.reenactment.evaluation import search_correction_threshold
 from zoo.reenactment.gaze import gaze_batch, gaze_examples
 from zoo.reenactment.one_shot import OneShotTrainer, sample_references
 from zoo.training import (
@@ -66,7 +67,7 @@ logger = logging.getLogger("train_headgan")
 METHODS = {"headgan": HeadGAN, "free-headgan": FreeHeadGAN}
 TRAINING_KEYS = (
     "epochs", "steps_per_epoch", "batch_size", "references", "lr", "betas", "decay_epochs", "discriminator",
-    "discriminator_every", "mouth", "perceptual", "weights", "estimators", "ema", "threshold_ramp_epochs",
+    "discriminator_every", "mouth", "perceptual", "weights", "estimators", "ema", "threshold_ramp_epochs", "threshold_search",
 )
 ESTIMATOR_KEYS = ("steps", "batch_size", "lr", "weights", "landmark_jitter", "gaze_data")
 
@@ -133,6 +134,18 @@ def check_sections(config: dict[str, Any]) -> type:
                 f"error: training.threshold_ramp_epochs must be two whole epochs [first, last] with 1 <= first <= last, "
                 f"got {ramp!r}. The correction starts at zero, so a threshold in force from the first step "
                 "would keep it there; [1, 3], for example, trains one epoch without it"
+            )
+    search = config["training"].get("threshold_search")
+    if search is not None:
+        numbers = isinstance(search, list) and search and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 2 for v in search
+        )
+        if not numbers:
+            raise SystemExit(f"error: training.threshold_search must be a list of thresholds in [0, 2), such as [0, 0.05], got {search!r}")
+        if not config["model"].get("residual") or threshold:
+            raise SystemExit(
+                "error: training.threshold_search picks model.correction_threshold after training, so it needs "
+                "model.residual: true and no model.correction_threshold"
             )
     if config["data"].get("kind") != "clips" or not config["data"].get("flow", True):
         raise SystemExit("error: reenactment trains on SynthHeads clips with flow: set data.kind: clips and data.flow: true")
@@ -300,6 +313,20 @@ def main(argv: list[str] | None = None) -> int:
     if average is not None:
         average.copy_to(unwrapped)
     unwrapped.eval()
+    history_path = output_dir / "validation_history.jsonl"
+    if not last_losses and history_path.is_file():
+        # A finished run resumed to run the threshold search: report its last epoch's losses.
+        last_losses = json.loads(history_path.read_text().splitlines()[-1])["losses"]
+    search_rows = None
+    if settings.get("threshold_search"):
+        validation = load_clips(dataset["validation"], renderer, ("nmfc",))
+        chosen, search_rows = search_correction_threshold(unwrapped, validation, settings["threshold_search"])
+        accelerator.print(json.dumps({"threshold_search": search_rows, "chosen": chosen}, indent=2))
+        # Rebuilt so that the saved config records the threshold; the weights are the same.
+        picked = model_class(**{**model_arguments, "correction_threshold": chosen}, data=config["data"],
+                             training={"seed": seed, "config": config})
+        picked.load_state_dict(unwrapped.state_dict(), strict=True)
+        unwrapped = picked.eval()
     summary: dict[str, Any] = {
         "model_id": config["model_id"],
         "run_name": run_name(config),
@@ -312,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if estimator_summary is not None:
         summary["estimator_final_losses"] = estimator_summary
+    if search_rows is not None:
+        summary["threshold_search"] = {"split": "validation", "chosen": unwrapped.rendering_network.correction_threshold,
+                                       "rows": search_rows}
     if accelerator.is_main_process:
         unwrapped.save_pretrained(output_dir)
         (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -803,10 +803,16 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
     # ------------------------------------------------------------------ evaluation
 
     def evaluate_split(self, dataset, split: str, batch_size: int = 0) -> dict[str, Any]:
-        """Score one-shot self- and cross-identity reenactment of `split`'s people (`zoo.reenactment.evaluation.one_shot_scores`)."""
+        """Score one-shot self- and cross-identity reenactment of `split`'s people (`zoo.reenactment.evaluation.one_shot_scores`).
+
+        The scores also record the rendering network's correction threshold, the setting that
+        the training script picks after training.
+        """
         from zoo.reenactment.evaluation import one_shot_scores
 
-        return one_shot_scores(self, dataset, split, conditions=("nmfc",))
+        scores = one_shot_scores(self, dataset, split, conditions=("nmfc",))
+        scores["correction_threshold"] = self.rendering_network.correction_threshold
+        return scores
 
     def card_figures(self, assets: Path, dataset, split: str, fitter: Any = None) -> dict[str, str]:
         """Draw the card's sample grid and the astronaut photo animated; return name to path relative to the card.

@@ -38,6 +38,7 @@ __all__ = [
     "one_shot_self_reenactment",
     "one_shot_speed",
     "reference_frames",
+    "search_correction_threshold",
     "cross_reenactment",
     "fitted_motion_errors",
     "image_metrics",
@@ -256,6 +257,34 @@ def one_shot_self_reenactment(model, clips: Sequence[ClipTensors], *, references
 
     return {**summary, "references": references, "num_clips": len(per_clip), "mouth_crop_pixels": roi_size(clips[0].frames.shape[-1]),
             "per_clip": per_clip}
+
+
+def search_correction_threshold(model, clips: Sequence[ClipTensors], candidates: Sequence[float]) -> tuple[float, list[dict[str, Any]]]:
+    """Score HeadGAN self-reenactment of `clips` with each candidate correction threshold; return the best and every row.
+
+    The best threshold has the lowest face L1 (masked L1, the reconstruction term training weighs
+    most), the smaller threshold on a tie. `model` must have a residual rendering network; its
+    threshold is restored afterwards. Each row holds the threshold, the output's face L1 and
+    PSNR, and those of the warp-only output, which does not depend on the threshold.
+    """
+    network = getattr(model, "rendering_network", None)
+    if network is None or not getattr(network, "residual", False):
+        raise ValueError(f"{type(model).__name__} has no residual rendering network, so it has no correction to threshold")
+    values = sorted({float(value) for value in candidates})
+    if not values or values[0] < 0 or not all(math.isfinite(value) for value in values):
+        raise ValueError(f"candidate thresholds must be finite and >= 0, at least one, got {list(candidates)}")
+    saved = network.correction_threshold
+    rows = []
+    try:
+        for value in values:
+            network.correction_threshold = value
+            scores = one_shot_self_reenactment(model, clips)
+            rows.append({"threshold": value, **{name: scores[name] for name in
+                                                 ("masked_l1", "psnr", "warp_only_masked_l1", "warp_only_psnr")}})
+    finally:
+        network.correction_threshold = saved
+    best = min(rows, key=lambda row: (row["masked_l1"], row["threshold"]))
+    return best["threshold"], rows
 
 
 @torch.no_grad()
