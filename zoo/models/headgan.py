@@ -307,12 +307,13 @@ class RenderingNetwork(nn.Module):
 
     With ``correction_threshold`` t > 0 (residual only) the correction passes through a soft
     threshold, sign(c) max(|c| - t, 0), so the output is exactly the warp wherever the predicted
-    correction is small. A small network trained briefly predicts many small corrections that
-    the conditioning cannot determine (skin shading, noise), and together they score worse than
-    the warp does. A correction inside the threshold gets no gradient, so training must not
-    start with it, or the zero-initialised correction would stay at zero. Training sets
-    ``threshold_scale``, the fraction in force (1 after loading), from 0 after the correction
-    has grown (``training.threshold_ramp_epochs`` of ``training/train_headgan.py``).
+    correction is small. A small network trained briefly predicts many small corrections, and on
+    new people together they score worse than the warp does. The training script picks t after
+    training, on validation people (``training.threshold_search``), or trains with it
+    (``training.threshold_ramp_epochs``). A correction inside the threshold gets no gradient, so
+    training must not start with it, or the zero-initialised correction would stay at zero: the
+    script sets ``threshold_scale``, the fraction in force (1 after loading), from 0 once the
+    correction has grown.
 
     Args:
         condition_channels: channels of the driving NMFC stack (window x 3).
