@@ -264,7 +264,7 @@ def search_correction_threshold(model, clips: Sequence[ClipTensors], candidates:
 
     The best threshold has the lowest face L1 (masked L1, the reconstruction term training weighs
     most), the smaller threshold on a tie. `model` must have a residual rendering network; its
-    threshold is restored afterwards. Each row holds the threshold, the output's face L1 and
+    threshold is restored afterwards. Each row contains the threshold, the output's face L1 and
     PSNR, and those of the warp-only output, which does not depend on the threshold.
     """
     network = getattr(model, "rendering_network", None)
