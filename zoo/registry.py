@@ -493,7 +493,7 @@ _ENTRIES = [
         id="headgan-synthheads",
         model_class="HeadGAN",
         hub_repo="zoo-models/headgan-synthheads",
-        sha256="2b7d87c0a429ebee0c55b23c4e14e8059788ebd945fb0bdbcd4c318694bb8473",
+        sha256="c8b496238d3b60a93ccdc2849ccf08d524a7162e9294d9e12437c80ba637e418",
         method="HeadGAN",
         summary=(
             "Small one-shot HeadGAN (flow and rendering networks with SPADE and audio AdaIN blocks) that animates one "
