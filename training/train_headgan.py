@@ -26,7 +26,10 @@ decay such as 0.999, the saved generator is the moving average of its weights
 (`zoo.training.WeightAverage`) while the discriminators train against the current weights.
 With ``model.correction_threshold`` set, ``training.threshold_ramp_epochs`` [first, last] keeps
 that threshold at 0 before epoch ``first`` and raises it linearly to its full value at epoch
-``last`` (`threshold_scale`, `zoo.models.headgan.RenderingNetwork`).
+``last`` (`threshold_scale`, `zoo.models.headgan.RenderingNetwork`). ``training.threshold_search``
+instead picks that threshold after training: each candidate is scored on the validation
+people, and the one with the lowest face L1 is saved with the model and in the summary
+(`zoo.reenactment.evaluation.search_correction_threshold`).
 """
 
 from __future__ import annotations
