@@ -76,8 +76,9 @@ def build_app(**sources: str):
 
 
 def launch(app, *, host: str = "127.0.0.1", port: int = 7860, **kwargs):
-    """Serve `app` with every zoo demo's settings (`zoo.demos.launch_settings`) and each tab
-    module's `CSS`; returns what `gr.Blocks.launch` returns. Extra keywords go to `gr.Blocks.launch`.
+    """Serve `app` with every zoo demo's settings (`zoo.demos.launch_settings`) and each tab module's `CSS`.
+
+    Extra keywords go to `gr.Blocks.launch`, and its return value is returned.
     """
     from zoo.demos import launch_settings
 

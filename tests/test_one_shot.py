@@ -772,6 +772,20 @@ def test_threshold_scale_ramps_between_epochs():
     assert train_headgan.threshold_scale(1.0, 1, 1) == 1.0
 
 
+def test_train_script_search_after_finished_run(tmp_path, clips_dataset, clips_cache):
+    config = write_config(tmp_path, clips_cache, "headgan", model={"residual": True})
+    output = tmp_path / "run"
+    base = ["--config", str(config), "--output-dir", str(output), "--cpu"]
+    assert train_headgan.main(base) == 0
+    losses = json.loads((output / "training_summary.json").read_text())["final_epoch_losses"]
+    assert train_headgan.main([*base, "--resume", "--set", "training.threshold_search=[0, 0.1]"]) == 0
+    summary = json.loads((output / "training_summary.json").read_text())
+    # No epoch runs on resume, so the summary keeps the last epoch's losses from the history.
+    assert summary["final_epoch_losses"] == losses
+    assert summary["threshold_search"]["split"] == "validation"
+    assert zoo.load(output).rendering_network.correction_threshold == summary["threshold_search"]["chosen"]
+
+
 def test_train_script_weight_average_resume(tmp_path, clips_dataset, clips_cache):
     config = write_config(tmp_path, clips_cache, "headgan", training={"ema": 0.5, "epochs": 2})
     output = tmp_path / "run"

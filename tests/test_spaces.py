@@ -345,19 +345,19 @@ def test_serve_space_launches_with_sources(monkeypatch):
 def test_serve_space_exits_on_preload_error(capsys):
     from zoo.demos import SpaceModel, serve_space
 
-    def refuse(sources):
+    def reject_source(sources):
         raise gr.Error(f"cannot load {sources['realpatch']!r}")
 
     with pytest.raises(SystemExit) as error:
-        serve_space("RealPatch", FakeDemo, [SpaceModel("realpatch", "a", "RealPatch model")], preload=refuse, argv=["--realpatch", "b"])
+        serve_space("RealPatch", FakeDemo, [SpaceModel("realpatch", "a", "RealPatch model")], preload=reject_source, argv=["--realpatch", "b"])
     assert error.value.code == 1
     assert "error: cannot load 'b'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("tab", combined_app.TABS, ids=lambda tab: tab.module)
 def test_space_script_model_options(tab, monkeypatch):
-    # Run each Space as a script with serve_space replaced, and check that its options name
-    # keywords of its build_demo and that its preload accepts the parsed sources.
+    # Run each Space as a script with serve_space replaced. Its options must name the keywords
+    # of its build_demo, and its preload must pass parsed sources on to its load_resources.
     import inspect
     import runpy
 
@@ -376,6 +376,13 @@ def test_space_script_model_options(tab, monkeypatch):
     assert settings["css"]
     options = [model.option for model in models]
     assert len(set(options)) == len(options)
+    if settings.get("preload") is not None:
+        loaded = []
+        # The preload looks up load_resources in the script's globals when it runs.
+        settings["preload"].__globals__["load_resources"] = lambda *sources: loaded.append(sources)
+        settings["preload"]({model.keyword: f"source-{model.keyword}" for model in models})
+        assert len(loaded) == 1
+        assert set(loaded[0]) & {f"source-{model.keyword}" for model in models}
 
 
 # Serving -------------------------------------------------------------------------------------

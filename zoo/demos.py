@@ -93,7 +93,7 @@ logger = logging.getLogger(__name__)
 def launch_settings(css: str) -> dict[str, Any]:
     """Return the `gr.Blocks.launch` keywords of every zoo demo besides the address, with `css` applied.
 
-    Server-side rendering is off because Gradio 6.31 needs Node.js 24+ for it; uploads are capped at 10 MB.
+    Server-side rendering is off because Gradio 6.31 needs Node.js 24+ for it. Uploads are capped at 10 MB.
     """
     return {"ssr_mode": False, "max_file_size": "10mb", "css": css, "show_error": True}
 
@@ -104,7 +104,7 @@ class SpaceModel:
 
     keyword: str
     default: str
-    role: str  # e.g. "HeadGAN model", for the option's help
+    role: str  # the option's help names it, for example "HeadGAN model"
     flag: str = ""  # the option; empty means --keyword with dashes
 
     @property
@@ -124,8 +124,8 @@ def serve_space(
     """Serve one method's Space: parse its model options, load its first view, and launch.
 
     `build_demo` receives the model sources by keyword. `preload(sources)` loads what the first
-    view needs before the page is built, so the page shows it at once; a `gr.Error` it raises
-    ends the command with that message and status 1. The Space listens on loopback unless
+    view needs before the page is built, so the page shows it at once. A `gr.Error` from it ends
+    the command with that message and status 1. The Space listens on loopback unless
     GRADIO_SERVER_NAME names another interface, as a hosting platform sets it. Returns what
     `gr.Blocks.launch` returns.
     """

@@ -85,12 +85,12 @@ class Progress:
         self.best_score = float(state["best_score"])
         self.best_epoch = int(state["best_epoch"])
 
-    def start(self, accelerator, output_dir: Path, *, resume: bool, others: tuple[Any, ...] = ()) -> bool:
+    def start(self, accelerator, output_dir: Path, *, resume: bool, others: tuple[Any, ...] = ()) -> None:
         """Register this counter and `others` (such as a `WeightAverage`) for checkpointing, then
         restore the Accelerate state of `output_dir`/``state/`` when `resume` is set and one exists.
 
-        A run that does not resume starts a new ``validation_history.jsonl``; a resumed one appends
-        to it. Returns True when a state was restored.
+        A run that does not resume starts a new ``validation_history.jsonl``, and a resumed one
+        appends to it.
         """
         accelerator.register_for_checkpointing(self)
         for other in others:
@@ -98,11 +98,9 @@ class Progress:
         if accelerator.is_main_process and not resume:
             (output_dir / "validation_history.jsonl").unlink(missing_ok=True)
         state_dir = output_dir / "state"
-        if not (resume and state_dir.is_dir()):
-            return False
-        accelerator.load_state(str(state_dir))
-        accelerator.print(f"resumed after epoch {self.epoch}")
-        return True
+        if resume and state_dir.is_dir():
+            accelerator.load_state(str(state_dir))
+            accelerator.print(f"resumed after epoch {self.epoch}")
 
     def finish_epoch(
         self, accelerator, model, *, epoch: int, score: float, record: dict[str, Any], output_dir: Path,

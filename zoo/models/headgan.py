@@ -393,7 +393,8 @@ class RenderingNetwork(nn.Module):
             nn.init.zeros_(self.to_image[-1].weight)
             nn.init.zeros_(self.to_image[-1].bias)
         self.correction_threshold = float(correction_threshold)
-        # Fraction of the threshold in force; a plain attribute, so loading always restores 1.
+        # Fraction of the threshold in force. It is a plain attribute, not a buffer, so a loaded
+        # model uses the full threshold.
         self.threshold_scale = 1.0
 
     def _check_audio(self, audio: torch.Tensor | None, batch: int) -> None:
