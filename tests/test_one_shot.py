@@ -27,8 +27,8 @@ from zoo.data.synthheads.audio import AUDIO_FEATURE_DIM
 from zoo.models import DAD3DNet
 from zoo.models.free_headgan import FreeHeadGAN
 from zoo.models.headgan import HeadGAN
-from zoo.reenactment.conditioning import builtin_renderer
-from zoo.reenactment.data import load_clips
+from zoo.reenactment.conditioning import builtin_renderer, render_conditioning
+from zoo.reenactment.data import fit_clips, load_clips, model_clips
 from zoo.reenactment.evaluation import (
     mouth_l1,
     one_shot_cross_reenactment,
@@ -129,6 +129,40 @@ def test_load_clips_carries_audio_and_labels(clips):
     assert clip.labels["rotation"].shape == (FRAMES, 3, 3)
     assert clip.labels["scale"].shape == (FRAMES,)
     assert clip.labels["translation"].shape == (FRAMES, 2)
+
+
+@pytest.fixture(scope="session")
+def fitter_folder(tmp_path_factory, tiny_fitter) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-fitter")
+    tiny_fitter.save_pretrained(folder)
+    return folder
+
+
+def test_fit_clips_conditions_on_fitted_motion(clips, tiny_fitter):
+    renderer = builtin_renderer(SIZE)
+    (fitted,) = fit_clips(clips[:1], tiny_fitter, renderer, ("nmfc",))
+    truth = clips[0]
+    assert truth.fitted is None and truth.input_motion is truth.motion
+    assert fitted.input_motion is fitted.fitted
+    # Labels stay the ground truth; only the generator's input changes.
+    assert fitted.motion is truth.motion
+    assert torch.equal(fitted.mask, truth.mask) and torch.equal(fitted.frames, truth.frames)
+    # One person per video: every frame has the clip's mean fitted identity.
+    assert torch.equal(fitted.fitted.identity, fitted.fitted.identity[:1].expand_as(fitted.fitted.identity))
+    assert torch.equal(fitted.conditioning["nmfc"], render_conditioning(renderer, fitted.fitted, kinds=("nmfc",))["nmfc"])
+
+
+def test_headgan_fitter_id_conditions_evaluation(tmp_path, clips_dataset, fitter_folder):
+    model = tiny_headgan(fitter_id=str(fitter_folder))
+    (clip,) = model_clips(model, clips_dataset["test"])
+    assert clip.fitted is not None
+    result = model.animate_clip(clip, [2], rows=slice(0, 3))
+    assert torch.equal(result["motion"].expression, clip.fitted.expression[:3])
+    assert model_clips(tiny_headgan(), clips_dataset["test"])[0].fitted is None
+    model.save_pretrained(tmp_path / "fitted")
+    assert zoo.load(tmp_path / "fitted").fitter_id == str(fitter_folder)
+    with pytest.raises(ValueError, match="fitter_id must be a checkpoint id"):
+        tiny_headgan(fitter_id="")
 
 
 def test_driving_stack_repeats_first_frame():
@@ -784,6 +818,15 @@ def test_train_script_search_after_finished_run(tmp_path, clips_dataset, clips_c
     assert summary["final_epoch_losses"] == losses
     assert summary["threshold_search"]["split"] == "validation"
     assert zoo.load(output).rendering_network.correction_threshold == summary["threshold_search"]["chosen"]
+
+
+def test_train_script_fitted_conditioning(tmp_path, clips_dataset, clips_cache, fitter_folder):
+    config = write_config(tmp_path, clips_cache, "headgan", model={"residual": True, "fitter_id": str(fitter_folder)},
+                          training={"threshold_search": [0, 0.1]})
+    output = tmp_path / "run"
+    assert train_headgan.main(["--config", str(config), "--output-dir", str(output), "--cpu"]) == 0
+    assert zoo.load(output).fitter_id == str(fitter_folder)
+    assert json.loads((output / "training_summary.json").read_text())["threshold_search"]["split"] == "validation"
 
 
 def test_train_script_weight_average_resume(tmp_path, clips_dataset, clips_cache):

@@ -47,8 +47,7 @@ from tqdm.auto import tqdm
 from zoo.evaluation import build_dataset
 from zoo.models.free_headgan import FreeHeadGAN, gaze_loss, keypoint_losses
 from zoo.models.headgan import HeadGAN
-from zoo.reenactment.conditioning import builtin_renderer
-from zoo.reenactment.data import load_clips
+from zoo.reenactment.data import model_clips
 from zoo.reenactment.evaluation import search_correction_threshold
 from zoo.reenactment.gaze import gaze_batch, gaze_examples
 from zoo.reenactment.one_shot import OneShotTrainer, sample_references
@@ -228,7 +227,6 @@ def main(argv: list[str] | None = None) -> int:
     seed, epochs, output_dir, accelerator = start_run(config, args, run_name(config))
     settings = config["training"]
     model_arguments = model_settings(config)
-    image_size = int(model_arguments["image_size"])
     model = model_class(**model_arguments, data=config["data"], training={"seed": seed, "config": config})
     trainer = OneShotTrainer(
         model,
@@ -239,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         discriminator_every=int(settings.get("discriminator_every", 4)),
     )
 
-    renderer = builtin_renderer(image_size)
     dataset = build_dataset(config["data"])
-    clips = load_clips(dataset["train"], renderer, ("nmfc",))
+    # With model.fitter_id the conditioning comes from that fitter's estimates of the frames.
+    clips = model_clips(model, dataset["train"])
     conditions = [model.clip_conditions(clip) for clip in clips]
     if config["method"] == "headgan" and model.audio_dim:
         model.set_audio_statistics(torch.cat([clip.audio for clip in clips]))
@@ -322,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         last_losses = json.loads(history_path.read_text().splitlines()[-1])["losses"]
     search_rows = None
     if settings.get("threshold_search"):
-        validation = load_clips(dataset["validation"], renderer, ("nmfc",))
+        validation = model_clips(unwrapped, dataset["validation"])
         chosen, search_rows = search_correction_threshold(unwrapped, validation, settings["threshold_search"])
         accelerator.print(json.dumps({"threshold_search": search_rows, "chosen": chosen}, indent=2))
         # Rebuilt so that the saved config records the threshold; the weights are the same.

@@ -272,10 +272,10 @@ def one_shot_grid(path: Path, model, dataset, *, split: str = "test", references
     reference (white where the output copies the warp). The last two are another person's
     driving frames and the first person driven by them.
     """
-    from zoo.reenactment.data import load_clips
+    from zoo.reenactment.data import model_clips
     from zoo.reenactment.evaluation import reference_frames
 
-    clips = load_clips(dataset[split], model.renderer, ("nmfc",))
+    clips = model_clips(model, dataset[split])
     clip, driver = clips[0], clips[1 % len(clips)]
     chosen = reference_frames(clip.num_frames, references)
     own = model.animate_clip(clip, chosen)
@@ -317,10 +317,10 @@ def gaze_edit_grid(path: Path, model, dataset, *, split: str = "test", people: i
 def one_shot_photo_figure(path: Path, model, dataset, *, split: str = "test", columns: int = 8, tile: int = 96, fitter=None) -> None:
     """Animate the astronaut photo's head crop (scikit-image) with a SynthHeads driving clip: source, driver, output, warp only."""
     from zoo.data.photos import astronaut_head
-    from zoo.reenactment.data import load_clips, to_frames
+    from zoo.reenactment.data import model_clips, to_frames
 
     source = to_frames([astronaut_head(model.image_size)])
-    driver = load_clips(dataset[split], model.renderer, ("nmfc",))[0]
+    driver = model_clips(model, dataset[split])[0]
     picks = np.linspace(0, driver.num_frames - 1, columns).round().astype(int).tolist()
     frames = driver.frames[picks]
     if hasattr(model, "gaze_edits"):
@@ -328,7 +328,7 @@ def one_shot_photo_figure(path: Path, model, dataset, *, split: str = "test", co
     else:
         from zoo.models.head2head import fit_motion
 
-        result = model.reenact(source[0], driver.motion.index(picks), fitter=fitter,
+        result = model.reenact(source[0], driver.input_motion.index(picks), fitter=fitter,
                                source_motion=fit_motion([source[0]], fitter=fitter), audio=driver.audio[picks])
     everything = list(range(columns))
     rows = [

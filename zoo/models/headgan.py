@@ -525,6 +525,9 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
             instead of the image. It excludes ``blend``.
         correction_threshold: soft threshold on that correction (`RenderingNetwork`); 0 keeps
             every correction.
+        fitter_id: the fitter whose estimates of the frames the training conditioning was
+            rendered from (`zoo.reenactment.data.fit_clips`), so that evaluation conditions on the
+            same; None for ground-truth motion. Reenactment of a video always fits it.
         data: description of the training data, for cards.
         training: training provenance (seed, config), for cards.
     """
@@ -543,11 +546,15 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         blend: bool = False,
         residual: bool = False,
         correction_threshold: float = 0.0,
+        fitter_id: str | None = None,
         data: dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         _check_positive_int("levels", levels)
+        if fitter_id is not None and (not isinstance(fitter_id, str) or not fitter_id):
+            raise ValueError(f"fitter_id must be a checkpoint id such as 'dad3dnet-synthheads' or None, got {fitter_id!r}")
+        self.fitter_id = fitter_id
         _check_positive_int("window", window)
         check_image_size(image_size, levels)
         self.image_size = image_size
@@ -716,17 +723,18 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
     def animate_clip(self, source, references: list[int], driver=None, rows: slice | None = None, **unused: Any) -> dict[str, Any]:
         """Evaluation interface: animate frame ``references[0]`` of a `ClipTensors` by its own motion (self-reenactment) or by `driver`'s frames `rows`.
 
-        Returns `animate`'s dict with the ``motion`` that was rendered.
+        The motion is each clip's `input_motion` (fitted for clips from `fit_clips`). Returns
+        `animate`'s dict with the ``motion`` that was rendered.
         """
         from zoo.reenactment.transfer import adapt_geometry
 
         reference = references[0]
-        reference_motion = source.motion.index(reference)
+        reference_motion = source.input_motion.index(reference)
         rows = rows if rows is not None else slice(None)
         if driver is None:
-            motion, audio = source.motion.index(rows), source.audio[rows]
+            motion, audio = source.input_motion.index(rows), source.audio[rows]
         else:
-            motion = adapt_geometry(reference_motion, driver.motion.index(rows))
+            motion = adapt_geometry(reference_motion, driver.input_motion.index(rows))
             audio = driver.audio[rows]
         result = self.animate(source.frames[reference], reference_motion, motion, audio if self.audio_dim else None)
         result["motion"] = motion
@@ -741,7 +749,7 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
                 head crop of the model's size.
             driving: driving motion or video frames (`zoo.models.head2head.motion_from_inputs`).
             source_motion: `MotionParameters` of the source (one frame). None fits the source with
-                DAD-3DNet (`fitter`, the bundled one when None).
+                DAD-3DNet (`fitter`; when None, the model's ``fitter_id``, else the bundled one).
             audio: the driving audio: a .wav path, a 16 kHz waveform, (T, 84) features, or None.
                 None takes the ``audio_features`` of a SynthHeads clip row given as `driving`, and
                 is silence otherwise (`zoo.reenactment.one_shot.driving_audio`).
@@ -760,6 +768,10 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         reference = load_frames(source, self.image_size, "source image")
         if reference.shape[0] != 1:
             raise ValueError(f"HeadGAN animates one source image, got {reference.shape[0]}")
+        if fitter is None and self.fitter_id is not None:
+            import zoo
+
+            fitter = zoo.load(self.fitter_id)
         if source_motion is None:
             source_motion = fit_motion([reference[0]], fitter=fitter)
         driving_motion = motion_from_inputs(driving, fitter=fitter)
@@ -807,13 +819,16 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
     def evaluate_split(self, dataset, split: str, batch_size: int = 0) -> dict[str, Any]:
         """Score one-shot self- and cross-identity reenactment of `split`'s people (`zoo.reenactment.evaluation.one_shot_scores`).
 
-        The scores also record the rendering network's correction threshold, the setting that
-        the training script picks after training.
+        The clips are conditioned as in training (`zoo.reenactment.data.model_clips`). The scores
+        also record the rendering network's correction threshold, the setting that the training
+        script picks after training, and the fitter.
         """
+        from zoo.reenactment.data import model_clips
         from zoo.reenactment.evaluation import one_shot_scores
 
-        scores = one_shot_scores(self, dataset, split, conditions=("nmfc",))
+        scores = one_shot_scores(self, dataset, split, conditions=("nmfc",), clips=model_clips(self, dataset[split]))
         scores["correction_threshold"] = self.rendering_network.correction_threshold
+        scores["conditioning_fitter"] = self.fitter_id
         return scores
 
     def card_figures(self, assets: Path, dataset, split: str, fitter: Any = None) -> dict[str, str]:

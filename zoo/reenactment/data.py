@@ -5,6 +5,11 @@ The conditioning images are rendered from each frame's morphable-model parameter
 is trained only on conditioning images that parameters alone produce. Frames, flow and
 landmarks come from the dataset rows.
 
+`fit_clips` renders the conditioning from a fitter's estimates of the frames instead (DAD-3DNet
+for the bundled models), as reenactment of a real video does: a generator trained on it learns
+from conditioning that is as imperfect as at inference, where HeadGAN's audio input carries the
+mouth movements that a fitted face misses.
+
 Head2Head holds out the last third of every video of its target person for
 self-reenactment (`held_out_start`); training windows are drawn from the first two thirds.
 """
@@ -12,14 +17,14 @@ self-reenactment (`held_out_start`); training windows are drawn from the first t
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from zoo.reenactment.conditioning import MotionParameters, render_conditioning, stack_conditioning
 
-__all__ = ["ClipTensors", "WindowBatch", "held_out_start", "load_clips", "sample_windows", "to_frames"]
+__all__ = ["ClipTensors", "WindowBatch", "fit_clips", "held_out_start", "load_clips", "model_clips", "sample_windows", "to_frames"]
 
 
 def held_out_start(num_frames: int) -> int:
@@ -45,7 +50,8 @@ class ClipTensors:
     per-frame audio features and ``labels`` the pose and 3D landmark labels that the keypoint
     estimator of Free-HeadGAN learns from (``landmarks_3d`` (T, 68, 3), ``rotation`` (T, 3, 3),
     ``scale`` (T,), ``translation`` (T, 2)), with ``eye_closure`` (T, 2), 0 for open and 1 for
-    shut eyes, whose gaze cannot be seen.
+    shut eyes, whose gaze cannot be seen. ``motion`` is the ground truth; ``fitted``, when set
+    (`fit_clips`), is a fitter's estimate from the frames, which the conditioning was rendered from.
     """
 
     identity: int
@@ -59,10 +65,16 @@ class ClipTensors:
     motion: MotionParameters
     audio: torch.Tensor | None = None
     labels: dict[str, torch.Tensor] | None = None
+    fitted: MotionParameters | None = None
 
     @property
     def num_frames(self) -> int:
         return self.frames.shape[0]
+
+    @property
+    def input_motion(self) -> MotionParameters:
+        """The motion that a generator reads: the fitted one when the clip has it, else the ground truth."""
+        return self.motion if self.fitted is None else self.fitted
 
     def stacked(self, kinds: Sequence[str]) -> torch.Tensor:
         """Return the (T, C, H, W) generator conditioning in [-1, 1]."""
@@ -118,6 +130,37 @@ def load_clips(split, renderer, kinds: Sequence[str], identities: Iterable[int] 
             )
         )
     return clips
+
+
+def fit_clips(clips: Sequence[ClipTensors], fitter, renderer, kinds: Sequence[str]) -> list[ClipTensors]:
+    """Return copies of `clips` whose conditioning is rendered from `fitter`'s per-frame fits of their frames.
+
+    `fitter` is a DAD-3DNet (`zoo.models.head2head.fit_motion`). A video shows one person, so each
+    clip's identity is the mean of its frames' fitted identities. Fitted motion has no gaze. The
+    ground-truth ``motion``, masks, landmarks and flow are kept: they are the labels that losses
+    and scores read, not generator inputs.
+    """
+    from zoo.models.head2head import fit_motion
+
+    fitted_clips = []
+    for clip in clips:
+        images = list((clip.frames.permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy())
+        fitted = fit_motion(images, fitter=fitter)
+        fitted = replace(fitted, identity=fitted.identity.mean(dim=0, keepdim=True).expand_as(fitted.identity).clone())
+        rendered = render_conditioning(renderer, fitted, kinds=tuple(kinds))
+        fitted_clips.append(replace(clip, fitted=fitted, conditioning={kind: rendered[kind] for kind in kinds}))
+    return fitted_clips
+
+
+def model_clips(model, split, kinds: Sequence[str] = ("nmfc",)) -> list[ClipTensors]:
+    """Load a split's clips as `model` reads them: conditioning from its fitter's estimates when it names one (``fitter_id``)."""
+    clips = load_clips(split, model.renderer, kinds)
+    fitter_id = getattr(model, "fitter_id", None)
+    if fitter_id is None:
+        return clips
+    import zoo
+
+    return fit_clips(clips, zoo.load(fitter_id), model.renderer, kinds)
 
 
 @dataclass
