@@ -142,11 +142,13 @@ def test_fit_clips_conditions_on_fitted_motion(clips, tiny_fitter):
     renderer = builtin_renderer(SIZE)
     (fitted,) = fit_clips(clips[:1], tiny_fitter, renderer, ("nmfc",))
     truth = clips[0]
-    assert truth.fitted is None and truth.input_motion is truth.motion
+    assert truth.fitted is None
+    assert truth.input_motion is truth.motion
     assert fitted.input_motion is fitted.fitted
     # Labels stay the ground truth; only the generator's input changes.
     assert fitted.motion is truth.motion
-    assert torch.equal(fitted.mask, truth.mask) and torch.equal(fitted.frames, truth.frames)
+    assert torch.equal(fitted.mask, truth.mask)
+    assert torch.equal(fitted.frames, truth.frames)
     # One person per video: every frame has the clip's mean fitted identity.
     assert torch.equal(fitted.fitted.identity, fitted.fitted.identity[:1].expand_as(fitted.fitted.identity))
     assert torch.equal(fitted.conditioning["nmfc"], render_conditioning(renderer, fitted.fitted, kinds=("nmfc",))["nmfc"])
