@@ -91,7 +91,8 @@ def checkpoints(tmp_path_factory) -> dict[str, str]:
     """Random HeadGAN, Free-HeadGAN and DAD-3DNet checkpoints with tiny widths and the configs' data."""
     folder = tmp_path_factory.mktemp("headgan-checkpoints")
     torch.manual_seed(0)
-    random_headgan().save_pretrained(folder / "headgan")
+    # The recorded-motion path; a checkpoint trained on fitted NMFCs has its own test.
+    random_headgan(fitter_id=None).save_pretrained(folder / "headgan")
     torch.manual_seed(1)
     free_model = {**CONFIGS["free-headgan"]["model"], **TINY_WIDTHS, **TINY_ESTIMATORS}
     FreeHeadGAN(**free_model, data=CONFIGS["free-headgan"]["data"]).save_pretrained(folder / "free_headgan")
@@ -308,6 +309,22 @@ def test_reenact_headgan_fits_astronaut(headgan, monkeypatch):
     assert "the astronaut photo's head crop" in result.summary
     assert "DAD-3DNet fitted the source" in result.summary
     assert "trained on SynthHeads renders only" in result.summary
+    assert gif_frames(result.generated) == (8, (64, 64))
+
+
+def test_reenact_headgan_fits_driving_frames_for_fitted_checkpoint(tmp_path, monkeypatch):
+    random_headgan(fitter_id="dad3dnet-synthheads").save_pretrained(tmp_path)
+    resources = headgan_app.load_resources(str(tmp_path), "HeadGAN")
+    spy = ReenactSpy(monkeypatch, HeadGAN)
+
+    result = headgan_app.reenact(resources, person=0, clip_index=other_person_clip(resources), num_frames=8)
+
+    arguments = spy.calls[0][1]
+    assert arguments["source_motion"] is None
+    assert arguments["fitter"] is headgan_app.load_fitter()
+    assert len(spy.calls[0][0][1]) == 8
+    assert "DAD-3DNet fitted the driving frames" in result.summary
+    assert "Gaze: straight ahead" in result.summary
     assert gif_frames(result.generated) == (8, (64, 64))
 
 

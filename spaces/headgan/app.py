@@ -2,7 +2,9 @@
 
 The user picks a model, a source (a held-out SynthHeads person, the astronaut photo's head
 crop, or an uploaded head crop), a driving clip and a frame count. HeadGAN animates one source
-image from the driving clip's morphable-model motion and audio. Free-HeadGAN animates one or
+image from the driving clip's morphable-model motion and audio; a HeadGAN trained on fitted
+NMFCs (``fitter_id``) gets that motion from DAD-3DNet fits of the driving frames and the source,
+as in its training. Free-HeadGAN animates one or
 three images of the source person from the driving frames, through keypoints it estimates, and
 can replace the driving gaze by a fixed direction. The page shows the generated video, the
 warp-only video and the conditioning (NMFC or keypoint sketch) as animated GIFs.
@@ -197,7 +199,7 @@ def load_resources(source: str, name: str = "HeadGAN") -> Resources:
 
 
 def load_fitter(source: str | None = None) -> DAD3DNet:
-    """Load the DAD-3DNet that fits a photo source for HeadGAN, once per source (`FITTER_SOURCE` when None)."""
+    """Load the DAD-3DNet that fits a photo source for HeadGAN, and the driving frames for a HeadGAN trained on fitted NMFCs, once per source (`FITTER_SOURCE` when None)."""
     source = str(source or FITTER_SOURCE)
     with _resources_lock:
         if source not in _fitters:
@@ -351,18 +353,27 @@ def _run_headgan(
     """Animate one source image with HeadGAN; return its outputs and the summary lines on fit, audio and gaze."""
     model = resources.model
     audio_value, audio_text = _audio(audio, audio_file, row, frames)
-    driving = MotionParameters.from_clip_row(row, slice(0, frames))
     lines = []
     fitter_model = None
-    if source.motion is None:
+    # A checkpoint trained on fitted NMFCs gets fitted ones here too: the driving frames and the
+    # source go through DAD-3DNet instead of the clip's recorded motion.
+    fitted = getattr(model, "fitter_id", None) is not None
+    source_motion = None if fitted else source.motion
+    if fitted:
+        driving = [image.convert("RGB") for image in row["frames"][:frames]]
+    else:
+        driving = MotionParameters.from_clip_row(row, slice(0, frames))
+    if source_motion is None:
         fitter_model = load_fitter(fitter)
         lines.append("DAD-3DNet fitted the source's head shape, pose and camera framing.")
+    if fitted:
+        lines.append("DAD-3DNet fitted the driving frames, as in this checkpoint's training.")
 
     try:
         # The same person keeps the driving camera framing (self-reenactment). Another person's
         # head is moved into the source's framing.
         result = model.reenact(
-            source.images[0], driving, source_motion=source.motion, fitter=fitter_model, audio=audio_value,
+            source.images[0], driving, source_motion=source_motion, fitter=fitter_model, audio=audio_value,
             adapt_camera=not same_person,
         )
     except (ValueError, FileNotFoundError) as error:
@@ -375,11 +386,14 @@ def _run_headgan(
             f"Audio: none, because this checkpoint has no audio branch (audio_dim 0), so {audio_text} was ignored."
         )
     motion = result["motion"]
-    lines.append(
-        "Gaze: the driving clip's recorded gaze, yaw "
-        f"{format_degree_range(motion.gaze[:, 0], collapse_equal=True)} and pitch "
-        f"{format_degree_range(motion.gaze[:, 1], collapse_equal=True)}."
-    )
+    if fitted:
+        lines.append("Gaze: straight ahead, because DAD-3DNet does not estimate gaze.")
+    else:
+        lines.append(
+            "Gaze: the driving clip's recorded gaze, yaw "
+            f"{format_degree_range(motion.gaze[:, 0], collapse_equal=True)} and pitch "
+            f"{format_degree_range(motion.gaze[:, 1], collapse_equal=True)}."
+        )
     return {**result, "conditioning": result["nmfc"]}, lines
 
 
