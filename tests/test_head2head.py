@@ -899,7 +899,9 @@ def test_fitted_motion_errors_exact_fit(driver_clips):
     clip = driver_clips[0]
     errors = fitted_motion_errors(MotionEcho(clip.motion), clip.frames, clip.motion)
     assert set(errors) == {"yaw_error_degrees", "pitch_error_degrees", "roll_error_degrees", "pose_error_degrees",
-                           "expression_error", "jaw_error_degrees"}
+                           "expression_error", "jaw_error_degrees", "jaw_spread_degrees"}
+    spread = errors.pop("jaw_spread_degrees")
+    assert spread == pytest.approx(math.degrees(float((clip.motion.jaw - clip.motion.jaw.mean()).abs().mean())), rel=1e-5)
     assert all(value == pytest.approx(0.0, abs=1e-6) for value in errors.values())
 
 
@@ -920,7 +922,7 @@ def test_cross_reenactment_with_tiny_fitter(driver_clips, target_clips, tiny_fit
     assert result["fitter"] == "dad3dnet-synthheads"
     for part in ("transferred", "fitter_on_real_frames"):
         assert set(result[part]) == {"yaw_error_degrees", "pitch_error_degrees", "roll_error_degrees", "pose_error_degrees",
-                                     "expression_error", "jaw_error_degrees"}
+                                     "expression_error", "jaw_error_degrees", "jaw_spread_degrees"}
         assert all(math.isfinite(value) for value in result[part].values())
         assert all(value >= 0 for value in result[part].values())
 

@@ -140,7 +140,9 @@ def fitted_motion_errors(fitter, frames: torch.Tensor, motion) -> dict[str, floa
     """Fit `frames` (T, 3, H, W) in [0, 1] with `fitter` and compare with `motion`.
 
     Returns the mean absolute yaw, pitch and roll errors in degrees, their mean, and the mean
-    absolute error of the 19 expression parameters and of the jaw angle (degrees).
+    absolute error of the 19 expression parameters and of the jaw angle (degrees). Beside the
+    jaw error, ``jaw_spread_degrees`` is the mean absolute deviation of the true jaw angle from
+    its mean over the frames: the error of a fit that always answers the mean.
     """
     images = list((frames.permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy())
     fits = fitter.predict(images)
@@ -156,6 +158,7 @@ def fitted_motion_errors(fitter, frames: torch.Tensor, motion) -> dict[str, floa
         "pose_error_degrees": float(pose_error.mean()),
         "expression_error": float((expression - motion.expression).abs().mean()),
         "jaw_error_degrees": float((jaw - motion.jaw).abs().mean() * (180.0 / math.pi)),
+        "jaw_spread_degrees": float((motion.jaw - motion.jaw.mean()).abs().mean() * (180.0 / math.pi)),
     }
 
 
