@@ -57,6 +57,8 @@ VARIANT_SEEDS ?= 0 1 2
 # HeadGAN's changes from the released code, undone one at a time (the card's table).
 HEADGAN := --config training/configs/headgan-synthheads.yaml
 NO_THRESHOLD := --set training.threshold_search=null
+# Trained on NMFCs of DAD-3DNet fits of the frames instead of the true motion.
+FITTED := --set model.fitter_id=dad3dnet-synthheads
 RELEASED := $(NO_THRESHOLD) --set training.ema=null --set model.residual=false --set training.weights.image=1 \
 	--set training.weights.mouth=1
 variants: install
@@ -69,19 +71,24 @@ variants: install
 	  done; \
 	  $(BIN)/python training/train_dad3dnet.py --config training/configs/dad3dnet-synthheads.yaml --set model.heatmap_gate=false \
 	    --seed $$seed || exit 1; \
+	  $(BIN)/python training/train_headgan.py $(HEADGAN) --set model.audio_dim=0 --seed $$seed || exit 1; \
 	done
 	$(BIN)/python training/train_head2head.py --config training/configs/head2head-synthheads.yaml --set training.dynamics=null
 	$(BIN)/zoo eval head2head-synthheads --run-name head2head-synthheads-no-dynamics > /dev/null
-	$(BIN)/python training/train_headgan.py --config training/configs/headgan-synthheads.yaml --set model.audio_dim=0
-	$(BIN)/zoo eval headgan-synthheads --run-name headgan-synthheads-no-audio > /dev/null
+	$(BIN)/zoo eval headgan-synthheads --run-name headgan-synthheads-no-audio $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
 	$(BIN)/python training/train_headgan.py $(HEADGAN) $(NO_THRESHOLD) --output-dir runs/headgan-synthheads-no-threshold/seed-0
+	$(BIN)/python training/train_headgan.py $(HEADGAN) $(NO_THRESHOLD) --set model.audio_dim=0 \
+	  --output-dir runs/headgan-synthheads-no-threshold-no-audio/seed-0
+	$(BIN)/python training/train_headgan.py $(HEADGAN) $(FITTED) --output-dir runs/headgan-synthheads-fitted/seed-0
+	$(BIN)/python training/train_headgan.py $(HEADGAN) $(FITTED) --set model.audio_dim=0 \
+	  --output-dir runs/headgan-synthheads-fitted-no-audio/seed-0
 	$(BIN)/python training/train_headgan.py $(HEADGAN) $(NO_THRESHOLD) --set training.ema=null \
 	  --output-dir runs/headgan-synthheads-no-average/seed-0
 	$(BIN)/python training/train_headgan.py $(HEADGAN) $(RELEASED) --output-dir runs/headgan-synthheads-released/seed-0
 	$(BIN)/python training/train_headgan.py $(HEADGAN) $(RELEASED) --set model.blend=true
 	$(BIN)/python training/train_headgan.py $(HEADGAN) $(NO_THRESHOLD) --set model.correction_threshold=0.05 \
 	  --set training.threshold_ramp_epochs=[1,3] --output-dir runs/headgan-synthheads-trained-threshold/seed-0
-	for run in no-threshold no-average released blend trained-threshold; do \
+	for run in no-threshold no-threshold-no-audio no-average released blend trained-threshold fitted fitted-no-audio; do \
 	  $(BIN)/zoo eval headgan-synthheads --run-name headgan-synthheads-$$run > /dev/null || exit 1; \
 	done
 	$(BIN)/zoo eval dad3dnet-synthheads --run-name dad3dnet-synthheads-no-gate $(foreach s,$(VARIANT_SEEDS),--seed $(s)) > /dev/null
