@@ -168,8 +168,8 @@ def test_headgan_fitter_id_conditions_evaluation(tmp_path, clips_dataset, fitter
 
 
 def test_headgan_evaluate_split_scores_both_conditionings(clips_dataset, tiny_fitter, monkeypatch):
-    # The fitter is loaded by id; the tiny one stands in for the bundled 64 px one. The tiny data
-    # has one training person, too few for an identity model, so an untrained one stands in.
+    # The fitter is loaded by id, so the tiny one replaces the bundled 64 px one. The tiny data has
+    # one training person, too few for an identity model, so an untrained one replaces it.
     monkeypatch.setattr(zoo, "load", lambda name, *args, **kwargs: tiny_fitter)
     monkeypatch.setattr("zoo.reenactment.identity.train_identity_model", lambda clips: (IdentityModel(2, widths=(4,), embedding=4), 1.0))
     scores = tiny_headgan().evaluate_split(clips_dataset, "test")

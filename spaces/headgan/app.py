@@ -357,7 +357,7 @@ def _run_headgan(
     fitter_model = None
     # A checkpoint trained on fitted NMFCs gets fitted ones here too: the driving frames and the
     # source go through DAD-3DNet instead of the clip's recorded motion.
-    fitted = getattr(model, "fitter_id", None) is not None
+    fitted = model.fitter_id is not None
     source_motion = None if fitted else source.motion
     if fitted:
         driving = [image.convert("RGB") for image in row["frames"][:frames]]

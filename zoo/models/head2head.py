@@ -40,6 +40,7 @@ from zoo.reenactment.conditioning import (
     render_conditioning,
     stack_conditioning,
 )
+from zoo.reenactment.data import to_images
 from zoo.reenactment.transfer import CameraStatistics, camera_statistics, transfer_motion
 from zoo.reenactment.evaluation import FITTER_ID
 
@@ -421,7 +422,7 @@ class Head2Head(ZooModel, pipeline_tag="image-to-video", tags=["head-reenactment
             raise ValueError(f"cannot write video to {Path(output).name}; use a .gif or .png name")
         driving_motion = motion_from_inputs(driving, fitter=fitter)
         result = self.reenact(driving_motion, max_frames=max_frames)
-        frames = (result["frames"].permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy()
+        frames = to_images(result["frames"])
         report: dict[str, Any] = {
             "num_frames": int(frames.shape[0]),
             "driving_frames": driving_motion.num_frames,
@@ -522,7 +523,7 @@ class Head2HeadFS(Head2Head, tags=["head-reenactment", "video-synthesis", "gan",
             raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}")
         count = images.shape[0]
         if motion is None:
-            motion = fit_motion(list((images.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()), fitter=fitter)
+            motion = fit_motion(list(to_images(images)), fitter=fitter)
         motion = motion_from_inputs(motion)
         if motion.num_frames != count:
             raise ValueError(

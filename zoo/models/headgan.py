@@ -556,11 +556,11 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
     ) -> None:
         super().__init__()
         _check_positive_int("levels", levels)
+        _check_positive_int("window", window)
+        check_image_size(image_size, levels)
         if fitter_id is not None and (not isinstance(fitter_id, str) or not fitter_id):
             raise ValueError(f"fitter_id must be a checkpoint id such as 'dad3dnet-synthheads' or None, got {fitter_id!r}")
         self.fitter_id = fitter_id
-        _check_positive_int("window", window)
-        check_image_size(image_size, levels)
         self.image_size = image_size
         self.window = window
         self.levels = levels
@@ -823,8 +823,8 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
     def evaluate_split(self, dataset, split: str, batch_size: int = 0) -> dict[str, Any]:
         """Score one-shot self- and cross-identity reenactment of `split`'s people (`zoo.reenactment.evaluation.one_shot_scores`).
 
-        The clips are conditioned as in training (`zoo.reenactment.data.model_clips`). Self-
-        reenactment is also scored with both conditionings, ``by_conditioning``: NMFCs of the
+        The primary scores condition the clips as in training (fitted when ``fitter_id`` is set).
+        Self-reenactment is also scored with both conditionings, ``by_conditioning``: NMFCs of the
         true motion, and NMFCs of DAD-3DNet fits of the frames (the model's fitter, else the
         bundled one), which is what reenactment of a video gives the model. The fitted scores are
         also flat keys (``fitted_mouth_l1``, ...), so that results over seeds summarise them. The
@@ -835,19 +835,22 @@ class HeadGAN(OneShotInference, ZooModel, pipeline_tag="image-to-image", tags=["
         from zoo.reenactment.evaluation import FITTER_ID, one_shot_scores, one_shot_self_reenactment
 
         fitter_id = self.fitter_id or FITTER_ID
+        # Cross-identity scores always use the bundled fitter, so it is loaded once when it also fits the clips.
+        judge = zoo.load(FITTER_ID)
+        fitter = judge if fitter_id == FITTER_ID else zoo.load(fitter_id)
         true_motion = load_clips(dataset[split], self.renderer, ("nmfc",))
-        fitted = fit_clips(true_motion, zoo.load(fitter_id), self.renderer, ("nmfc",))
-        scores = one_shot_scores(self, dataset, split, conditions=("nmfc",), clips=fitted if self.fitter_id else true_motion)
-        other = one_shot_self_reenactment(self, true_motion if self.fitter_id else fitted)
-        own = scores["self_reenactment"]["1"]
-        by_conditioning = {"true motion": other if self.fitter_id else own, "fitted": own if self.fitter_id else other}
-        scores["by_conditioning"] = {
-            name: {key: value for key, value in entry.items() if key != "per_clip"} for name, entry in by_conditioning.items()
-        }
+        conditionings = {"true motion": true_motion, "fitted": fit_clips(true_motion, fitter, self.renderer, ("nmfc",))}
+        primary = "fitted" if self.fitter_id else "true motion"
+        scores = one_shot_scores(self, dataset, split, conditions=("nmfc",), clips=conditionings[primary], fitter=judge)
+        by_conditioning = {}
+        for name, clips in conditionings.items():
+            entry = scores["self_reenactment"]["1"] if name == primary else one_shot_self_reenactment(self, clips)
+            by_conditioning[name] = {key: value for key, value in entry.items() if key != "per_clip"}
+        scores["by_conditioning"] = by_conditioning
         for key in FITTED_KEYS:
             scores[f"fitted_{key}"] = by_conditioning["fitted"][key]
         scores["correction_threshold"] = self.rendering_network.correction_threshold
-        scores["training_conditioning"] = "fitted" if self.fitter_id else "true motion"
+        scores["training_conditioning"] = primary
         scores["fitter"] = fitter_id
         return scores
 

@@ -24,7 +24,10 @@ import torch
 
 from zoo.reenactment.conditioning import MotionParameters, render_conditioning, stack_conditioning
 
-__all__ = ["ClipTensors", "WindowBatch", "fit_clips", "held_out_start", "load_clips", "model_clips", "sample_windows", "to_frames"]
+__all__ = [
+    "ClipTensors", "WindowBatch", "fit_clips", "held_out_start", "load_clips", "model_clips", "sample_windows", "to_frames",
+    "to_images",
+]
 
 
 def held_out_start(num_frames: int) -> int:
@@ -40,6 +43,11 @@ def to_frames(images: Sequence) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
 
 
+def to_images(frames: torch.Tensor) -> np.ndarray:
+    """Convert (T, 3, H, W) frames in [0, 1] to (T, H, W, 3) uint8 images, the inverse of `to_frames`."""
+    return (frames.permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy()
+
+
 @dataclass
 class ClipTensors:
     """One clip of one person, every per-frame tensor on the CPU.
@@ -50,7 +58,7 @@ class ClipTensors:
     per-frame audio features and ``labels`` the pose and 3D landmark labels that the keypoint
     estimator of Free-HeadGAN learns from (``landmarks_3d`` (T, 68, 3), ``rotation`` (T, 3, 3),
     ``scale`` (T,), ``translation`` (T, 2)), with ``eye_closure`` (T, 2), 0 for open and 1 for
-    shut eyes, whose gaze cannot be seen. ``motion`` is the ground truth; ``fitted``, when set
+    shut eyes, whose gaze cannot be seen. ``motion`` is the ground truth. ``fitted``, when set
     (`fit_clips`), is a fitter's estimate from the frames, which the conditioning was rendered from.
     """
 
@@ -144,8 +152,7 @@ def fit_clips(clips: Sequence[ClipTensors], fitter, renderer, kinds: Sequence[st
 
     fitted_clips = []
     for clip in clips:
-        images = list((clip.frames.permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy())
-        fitted = fit_motion(images, fitter=fitter)
+        fitted = fit_motion(list(to_images(clip.frames)), fitter=fitter)
         fitted = replace(fitted, identity=fitted.identity.mean(dim=0, keepdim=True).expand_as(fitted.identity).clone())
         rendered = render_conditioning(renderer, fitted, kinds=tuple(kinds))
         fitted_clips.append(replace(clip, fitted=fitted, conditioning={kind: rendered[kind] for kind in kinds}))

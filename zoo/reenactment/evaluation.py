@@ -28,7 +28,7 @@ import torch
 
 from zoo.metrics.reenactment import masked_l1_error, psnr, ssim, temporal_warp_error
 from zoo.reenactment.conditioning import stack_conditioning
-from zoo.reenactment.data import ClipTensors, held_out_start
+from zoo.reenactment.data import ClipTensors, held_out_start, to_images
 
 __all__ = [
     "NearestTrainingFrame",
@@ -142,10 +142,9 @@ def fitted_motion_errors(fitter, frames: torch.Tensor, motion) -> dict[str, floa
     Returns the mean absolute yaw, pitch and roll errors in degrees, their mean, and the mean
     absolute error of the 19 expression parameters and of the jaw angle (degrees). Beside the
     jaw error, ``jaw_spread_degrees`` is the mean absolute deviation of the true jaw angle from
-    its mean over the frames: the error of a fit that always answers the mean.
+    its mean over the frames: the error of a fit that always predicts the mean.
     """
-    images = list((frames.permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy())
-    fits = fitter.predict(images)
+    fits = fitter.predict(list(to_images(frames)))
     names = list(fits[0]["expression"])
     pose = torch.tensor([[fit["pose"][axis] for axis in ("yaw", "pitch", "roll")] for fit in fits])
     expression = torch.tensor([[fit["expression"][name] for name in names] for fit in fits])
@@ -334,13 +333,13 @@ def one_shot_speed(model, clip: ClipTensors, *, references: int = 1, repeats: in
 
 
 def one_shot_scores(model, dataset, split: str, *, conditions: Sequence[str], references: Sequence[int] = (1,),
-                    cross_frames: int = 24, clips: Sequence[ClipTensors] | None = None) -> dict[str, Any]:
+                    cross_frames: int = 24, clips: Sequence[ClipTensors] | None = None, fitter=None) -> dict[str, Any]:
     """Score one-shot reenactment of `split`'s people, whom the model never saw in training.
 
     The scores are self-reenactment with each reference count in `references` (the first is
     the primary one), cross-identity reenactment with an identity model trained on the
     dataset's training people (`zoo.reenactment.identity`) and the DAD-3DNet fitter, and
-    speed. `clips` are `split`'s clips when the caller has loaded them already.
+    speed. `clips` are `split`'s clips and `fitter` the DAD-3DNet when the caller has loaded them already.
     """
     import zoo
     from zoo.reenactment.data import load_clips
@@ -353,7 +352,8 @@ def one_shot_scores(model, dataset, split: str, *, conditions: Sequence[str], re
     primary = settings[str(references[0])]
     training_clips = load_clips(dataset["train"], renderer, tuple(conditions))
     identity_model, identity_accuracy = train_identity_model(training_clips)
-    cross = one_shot_cross_reenactment(model, clips, identity_model, zoo.load(FITTER_ID), frames=cross_frames,
+    fitter = fitter if fitter is not None else zoo.load(FITTER_ID)
+    cross = one_shot_cross_reenactment(model, clips, identity_model, fitter, frames=cross_frames,
                                        references=references[0])
     speed = one_shot_speed(model, clips[0], references=references[0])
     return {

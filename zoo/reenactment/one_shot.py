@@ -48,7 +48,7 @@ from zoo.losses.adversarial import discriminator_loss, feature_matching_loss, ge
 from zoo.losses.perceptual import build_perceptual_loss
 from zoo.losses.reconstruction import masked_l1
 from zoo.nn.discriminators import MultiScaleDiscriminator, crop_roi, mouth_centres, roi_size
-from zoo.reenactment.data import ClipTensors
+from zoo.reenactment.data import ClipTensors, to_images
 
 __all__ = [
     "ONE_SHOT_LOSS_WEIGHTS",
@@ -447,7 +447,7 @@ def video_report(frames: torch.Tensor, output: str | Path | None, *, fps: float,
 
     if output is not None and Path(output).suffix.lower() not in (".gif", ".png"):
         raise ValueError(f"cannot write video to {Path(output).name}; use a .gif or .png name")
-    array = (frames.permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy()
+    array = to_images(frames)
     report: dict[str, Any] = {"num_frames": int(array.shape[0]), "fps": fps, **(extra or {})}
     if output is None:
         report["frames"] = array.tolist()
